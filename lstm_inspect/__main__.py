@@ -1,0 +1,3 @@
+from lstm_inspect.cli import main
+
+main()

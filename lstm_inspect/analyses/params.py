@@ -1,0 +1,180 @@
+"""Parameter counts: totals, sizes per dtype, per tensor, per component, per layer type, closed forms."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from lstm_inspect.analyses import classify, closed_form
+
+if TYPE_CHECKING:
+    from lstm_inspect.source import LoadedModel
+
+#: Bytes per element for the storage sizes shown (source document 004 shows MB per dtype).
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "int8": 1}
+
+
+@dataclass(frozen=True)
+class TensorRow:
+    name: str
+    shape: tuple[int, ...]
+    count: int
+    trainable: bool
+    component: str
+    layer_type: str
+    tied_to: tuple[str, ...] = ()   # other names of this same tensor (counted once, here)
+
+
+@dataclass(frozen=True)
+class ShareRow:
+    name: str
+    count: int
+    ratio: float        # of the model's total
+    modules: int = 0    # how many modules hold these parameters
+
+
+@dataclass(frozen=True)
+class ClosedFormCheck:
+    component: str
+    symbolic: str
+    substituted: str
+    expected: int
+    counted: int
+    textbook: int | None = None   # source document 002's one-bias formula, where it differs
+
+    @property
+    def ok(self) -> bool:
+        return self.expected == self.counted
+
+
+@dataclass(frozen=True)
+class ParamReport:
+    model: dict[str, Any]
+    total: int
+    trainable: int
+    frozen: int
+    dtype_bytes: dict[str, int]
+    tensors: tuple[TensorRow, ...]
+    components: tuple[ShareRow, ...]
+    layer_types: tuple[ShareRow, ...]
+    checks: tuple[ClosedFormCheck, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def checks_ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+def count_params(loaded: "LoadedModel") -> ParamReport:
+    """Count every unique parameter tensor of ``loaded.module`` (tied weights once)."""
+    module = loaded.module
+    tensors = _tensor_rows(module)
+    total = sum(t.count for t in tensors)
+    trainable = sum(t.count for t in tensors if t.trainable)
+    notes: list[str] = []
+    if loaded.spec is not None:
+        checks = _closed_form_checks(loaded, tensors)
+        notes.append(
+            "PyTorch keeps two bias vectors per recurrent layer and direction (b_ih and b_hh); "
+            "the textbook formula G·((I + H)·H + H) has one, so it is short by G·H per layer and direction."
+        )
+    else:
+        checks = ()
+        notes.append("closed-form checks apply to the built-in model family only; this model is counted, not checked")
+    if any(t.tied_to for t in tensors):
+        notes.append("tied (shared) tensors are counted once, under their first name")
+    return ParamReport(
+        model=loaded.description,
+        total=total,
+        trainable=trainable,
+        frozen=total - trainable,
+        dtype_bytes={name: total * size for name, size in DTYPE_BYTES.items()},
+        tensors=tuple(tensors),
+        components=_shares(tensors, total, "component", classify.COMPONENTS),
+        layer_types=_shares(tensors, total, "layer_type", classify.LAYER_TYPES),
+        checks=checks,
+        notes=tuple(notes),
+    )
+
+
+def _tensor_rows(module) -> list[TensorRow]:
+    owners: dict[str, tuple[Any, list[Any]]] = {}
+    _walk(module, "", [], owners)
+    first_name: dict[int, str] = {}
+    aliases: dict[str, list[str]] = {}
+    ordered: list[tuple[str, Any]] = []
+    for name, param in module.named_parameters(remove_duplicate=False):
+        key = id(param)
+        if key in first_name:
+            aliases[first_name[key]].append(name)
+            continue
+        first_name[key] = name
+        aliases[name] = []
+        ordered.append((name, param))
+    rows = []
+    for name, param in ordered:
+        path = name.rsplit(".", 1)[0] if "." in name else ""
+        owner, ancestors = owners[path]
+        kind = classify.layer_type(owner, ancestors)
+        rows.append(
+            TensorRow(
+                name=name,
+                shape=tuple(int(s) for s in param.shape),
+                count=int(param.numel()),
+                trainable=bool(param.requires_grad),
+                component=classify.component(path, kind),
+                layer_type=kind,
+                tied_to=tuple(aliases[name]),
+            )
+        )
+    return rows
+
+
+def _walk(module, path: str, ancestors: list, owners: dict) -> None:
+    owners[path] = (module, ancestors)
+    for child_name, child in module.named_children():
+        _walk(child, f"{path}.{child_name}" if path else child_name, ancestors + [module], owners)
+
+
+def _shares(tensors: list[TensorRow], total: int, key: str, order: tuple[str, ...]) -> tuple[ShareRow, ...]:
+    counts: dict[str, int] = {}
+    modules: dict[str, set[str]] = {}
+    for t in tensors:
+        group = getattr(t, key)
+        counts[group] = counts.get(group, 0) + t.count
+        modules.setdefault(group, set()).add(t.name.rsplit(".", 1)[0])
+    names = [n for n in order if n in counts] + sorted(n for n in counts if n not in order)
+    return tuple(
+        ShareRow(name=n, count=counts[n], ratio=counts[n] / total if total else 0.0, modules=len(modules[n]))
+        for n in names
+    )
+
+
+_LAYER_SUFFIX = re.compile(r"_l(\d+)(_reverse)?$")
+
+
+def _closed_form_checks(loaded: "LoadedModel", tensors: list[TensorRow]) -> tuple[ClosedFormCheck, ...]:
+    spec = loaded.spec
+    by_component: dict[str, int] = {}
+    by_layer: dict[int, int] = {}
+    for t in tensors:
+        by_component[t.component] = by_component.get(t.component, 0) + t.count
+        if t.component == "recurrent":
+            match = _LAYER_SUFFIX.search(t.name)
+            if match:
+                layer = int(match.group(1))
+                by_layer[layer] = by_layer.get(layer, 0) + t.count
+    checks = []
+    emb = closed_form.embedding_params(spec)
+    checks.append(ClosedFormCheck(emb.component, emb.symbolic, emb.substituted, emb.value, by_component.get("embedding", 0)))
+    for layer in range(spec.num_layers):
+        f = closed_form.recurrent_layer_params(spec, layer)
+        textbook = closed_form.textbook_recurrent_layer_params(spec, layer)
+        checks.append(
+            ClosedFormCheck(f.component, f.symbolic, f.substituted, f.value, by_layer.get(layer, 0),
+                            textbook=textbook if textbook != f.value else None)
+        )
+    proj = closed_form.projection_params(spec)
+    checks.append(ClosedFormCheck(proj.component, proj.symbolic, proj.substituted, proj.value, by_component.get("projection", 0)))
+    return tuple(checks)

@@ -1,0 +1,139 @@
+"""Turning a spec or module into something to analyse: on a real device, on ``meta``, or as fakes.
+
+Three ways to hold a model, cheapest first:
+
+* **meta** (:func:`build_meta`): shapes only, no storage, no forward pass needed. Weight
+  initialisation is skipped, because random init on meta imports ``torch._dynamo`` (about one
+  more ``import torch``) for numbers nobody will read.
+* **fake** (:func:`to_fake`, :func:`fake_mode`): a forward pass with shapes propagated and no
+  memory used. The fakes live on a fake *cpu* device: on ``meta`` nn.LSTM unrolls one small op per
+  time step (seconds to minutes), under FakeTensorMode on cpu it is one op whatever the length.
+* **real** (:func:`build_real`): for measuring memory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from typing import TYPE_CHECKING, Iterator
+
+from lstm_inspect.errors import AnalysisFailed, InvalidInput, LstmInspectWarning
+from lstm_inspect.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+_INIT_FUNCTIONS = (
+    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+    "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+    "sparse_",
+)
+
+
+@contextlib.contextmanager
+def skip_weight_init() -> Iterator[None]:
+    """Make ``torch.nn.init`` a no-op while modules are constructed (the values are never read)."""
+    from torch.nn import init
+
+    saved = {name: getattr(init, name) for name in _INIT_FUNCTIONS if hasattr(init, name)}
+    try:
+        for name in saved:
+            setattr(init, name, _identity)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(init, name, fn)
+
+
+def _identity(tensor, *args, **kwargs):
+    return tensor
+
+
+def build_meta(spec: ModelSpec) -> "nn.Module":
+    """The built-in model with every tensor on ``meta``: exact shapes, no memory."""
+    import torch
+
+    from lstm_inspect.model import RecurrentLanguageModel
+
+    with skip_weight_init(), torch.device("meta"):
+        return RecurrentLanguageModel(spec)
+
+
+def build_real(spec: ModelSpec, device: "torch.device", dtype: "torch.dtype | None" = None) -> "nn.Module":
+    """The built-in model with allocated, initialised weights on ``device``."""
+    import torch
+
+    from lstm_inspect.model import RecurrentLanguageModel
+
+    try:
+        with torch.device(device):
+            model = RecurrentLanguageModel(spec)
+        return model.to(dtype=dtype) if dtype is not None else model
+    except torch.OutOfMemoryError as exc:
+        raise AnalysisFailed(f"the model's weights do not fit on {device}: {_first_line(exc)}") from None
+    except RuntimeError as exc:
+        raise AnalysisFailed(f"could not build the model on {device}: {_first_line(exc)}") from None
+
+
+def materialize_on(module: "nn.Module", device: "torch.device") -> "nn.Module":
+    """A meta module given real (uninitialised) storage on ``device``."""
+    return module.to_empty(device=device)
+
+
+@contextlib.contextmanager
+def fake_mode() -> Iterator[object]:
+    """A FakeTensorMode that accepts real tensors (e.g. PackedSequence.batch_sizes) as inputs."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        yield mode
+
+
+def to_fake(module: "nn.Module", mode: object, device: str = "cpu") -> "nn.Module":
+    """Replace every parameter and buffer of ``module`` (meta or real) by a fake on ``device``.
+
+    Must be called with ``mode`` active. Tied parameters stay tied: ``_apply`` converts each
+    tensor once per module attribute, so shared Parameters are mapped through a memo.
+    """
+    import torch
+
+    memo: dict[int, torch.Tensor] = {}
+
+    def convert(t: torch.Tensor) -> torch.Tensor:
+        key = id(t)
+        if key not in memo:
+            memo[key] = torch.empty_strided(tuple(t.shape), tuple(t.stride()), dtype=t.dtype, device=device)
+        return memo[key]
+
+    module._apply(convert)
+    return module
+
+
+def resolve_device(name: str) -> "torch.device":
+    """``auto|cpu|cuda|cuda:N`` -> a usable device; CUDA asked for but absent warns and gives the CPU."""
+    import torch
+
+    text = (name or "auto").strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    if text == "cuda" or text.startswith("cuda:"):
+        index_text = text[5:] if text.startswith("cuda:") else "0"
+        if not index_text.isdigit():
+            raise InvalidInput(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+        index = int(index_text)
+        if not torch.cuda.is_available():
+            warnings.warn(f"--device {name}: CUDA is not available here; using the CPU", LstmInspectWarning, stacklevel=2)
+            return torch.device("cpu")
+        count = torch.cuda.device_count()
+        if index >= count:
+            raise InvalidInput(f"--device {name}: there {'is' if count == 1 else 'are'} only {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+        return torch.device("cuda", index)
+    raise InvalidInput(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

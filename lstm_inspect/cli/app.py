@@ -1,0 +1,121 @@
+"""The Typer app, and the one place where errors become one-line messages and exit codes."""
+
+from __future__ import annotations
+
+import re
+import sys
+import warnings
+from typing import Annotated, Any, Sequence
+
+import typer
+from typer.core import TyperGroup
+
+from lstm_inspect import __version__
+from lstm_inspect.errors import EXIT_INTERRUPTED, EXIT_USAGE, LstmInspectError
+
+#: Options that take a list. ``--batch-sizes 1,2,4`` is the native form; the source script's
+#: ``--batch_sizes 1 2 4`` (argparse nargs='+') is rewritten to it before parsing.
+LIST_OPTIONS = frozenset({"--batch-sizes", "--seq-lens", "--lengths"})
+_NUMBER_LIST = re.compile(r"^\d+(,\d+)*,?$")
+
+
+def normalize_args(args: Sequence[str]) -> list[str]:
+    """Accept the source script's spellings: ``--seq_lens 16 32 64`` -> ``--seq-lens 16,32,64``.
+
+    Every option name is spelled with dashes, so an underscore in an option name (before any
+    ``=``) is always the source script's spelling and becomes a dash.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--") and "_" in arg.split("=", 1)[0]:
+            name, eq, value = arg.partition("=")
+            arg = name.replace("_", "-") + eq + value
+        out.append(arg)
+        i += 1
+        if arg in LIST_OPTIONS:
+            values: list[str] = []
+            while i < len(args) and _NUMBER_LIST.match(args[i]):
+                values.append(args[i].rstrip(","))
+                i += 1
+            if values:
+                out.append(",".join(values))
+    return out
+
+
+def print_error(message: str) -> None:
+    """``error: <what and how to fix it>`` on one line of stderr."""
+    text = " ".join(str(message).split())
+    sys.stderr.write(f"error: {text}\n")
+    sys.stderr.flush()
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, DeprecationWarning):
+        return
+    sys.stderr.write(f"warning: {' '.join(str(message).split())}\n")
+
+
+class LstmInspectGroup(TyperGroup):
+    """Runs a command; maps every expected failure to ``error: ...`` and its exit code."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = normalize_args(list(sys.argv[1:] if args is None else args))
+        previous = warnings.showwarning
+        warnings.showwarning = _show_warning
+        try:
+            rv = super().main(args=argv, prog_name=prog_name or "lstm-inspect", complete_var=complete_var,
+                              standalone_mode=False, **extra)
+        except typer.TyperException as exc:  # Typer's usage errors (bad option, bad value...)
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # no arguments: the help text, as with --help
+                sys.exit(0)
+            message = exc.format_message()
+            ctx = getattr(exc, "ctx", None)
+            if ctx is not None and exc.exit_code == EXIT_USAGE:
+                message += f" (see '{ctx.command_path} --help')"
+            print_error(message)
+            sys.exit(exc.exit_code)
+        except LstmInspectError as exc:
+            print_error(str(exc))
+            sys.exit(exc.exit_code)
+        except (KeyboardInterrupt, typer.Abort):
+            print_error("interrupted")
+            sys.exit(EXIT_INTERRUPTED)
+        finally:
+            warnings.showwarning = previous
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(
+    cls=LstmInspectGroup,
+    name="lstm-inspect",
+    help="What a recurrent language model costs before you train or ship it: "
+    "structure, parameters, FLOPs and memory. Exit codes: 0 ok, 1 budget exceeded, "
+    "2 invalid input, 3 the analysis failed.",
+    no_args_is_help=True,
+    add_completion=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"lstm-inspect {__version__}\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
+                                          callback=_version, is_eager=True)] = False,
+) -> None:
+    """What a recurrent language model costs before you train or ship it."""
+
+
+def main() -> None:
+    """Console-script entry point."""
+    typer.main.get_command(app)()

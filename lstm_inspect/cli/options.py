@@ -1,0 +1,128 @@
+"""Options shared by commands: the model-building flags (one definition, injected everywhere)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
+
+import typer
+
+from lstm_inspect.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from lstm_inspect.source import LoadedModel
+
+MODEL_PANEL = "Model"
+OUTPUT_PANEL = "Output"
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.",
+                                        rich_help_panel=OUTPUT_PANEL)]
+
+
+def _opt(*names: str, help: str, **kwargs: Any) -> Any:
+    return typer.Option(*names, help=help, rich_help_panel=MODEL_PANEL, **kwargs)
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """The model-building flags as the user gave them (None = not given)."""
+
+    cell: str = "lstm"
+    vocab_size: int | None = None
+    embed_dim: int = 768
+    hidden_dim: int = 768
+    num_layers: int = 2
+    bidirectional: bool = False
+    proj_size: int = 0
+    no_bias: bool = False
+    dropout: float = 0.0
+    batch_first: bool = True
+    tie_weights: bool = False
+    tokenizer: str | None = None
+
+    def spec(self):
+        """The validated ModelSpec these flags describe (resolving ``--tokenizer`` for the vocabulary)."""
+        from lstm_inspect.spec import DEFAULT_VOCAB_SIZE, ModelSpec
+
+        vocab = self.vocab_size if self.vocab_size is not None else DEFAULT_VOCAB_SIZE
+        if self.tokenizer is not None:
+            if self.vocab_size is not None:
+                raise InvalidInput("give --vocab-size or --tokenizer, not both")
+            from lstm_inspect.vocab import vocab_from_tokenizer
+
+            vocab = vocab_from_tokenizer(self.tokenizer).vocab_size
+        return ModelSpec(
+            cell=self.cell.strip().lower(), vocab_size=vocab, embed_dim=self.embed_dim, hidden_dim=self.hidden_dim,
+            num_layers=self.num_layers, bidirectional=self.bidirectional, proj_size=self.proj_size,
+            bias=not self.no_bias, dropout=self.dropout, batch_first=self.batch_first, tie_weights=self.tie_weights,
+        )
+
+    def load(self) -> "LoadedModel":
+        """The model these flags describe, on meta (nothing allocated)."""
+        from lstm_inspect.source import load_builtin
+
+        return load_builtin(self.spec(), vocab_from=self.tokenizer)
+
+
+_MODEL_PARAMS = [
+    ("cell", Annotated[str, _opt("--cell", help="Recurrent cell: lstm, gru or rnn.")], "lstm"),
+    ("vocab_size", Annotated[Optional[int], _opt("--vocab-size",
+        help="Vocabulary size (default 50258: GPT-2's 50257 + 1 pad token).", show_default=False)], None),
+    ("embed_dim", Annotated[int, _opt("--embed-dim", help="Embedding width E.")], 768),
+    ("hidden_dim", Annotated[int, _opt("--hidden-dim", help="Recurrent state width H.")], 768),
+    ("num_layers", Annotated[int, _opt("--num-layers", help="Stacked recurrent layers.")], 2),
+    ("bidirectional", Annotated[bool, _opt("--bidirectional", help="Run each layer both ways (doubles the output width).")], False),
+    ("proj_size", Annotated[int, _opt("--proj-size", help="LSTM projection of h (0 = off; must be < hidden).")], 0),
+    ("no_bias", Annotated[bool, _opt("--no-bias", help="Drop every bias vector.")], False),
+    ("dropout", Annotated[float, _opt("--dropout", help="Dropout between recurrent layers, in [0, 1).")], 0.0),
+    ("batch_first", Annotated[bool, _opt("--batch-first/--no-batch-first", help="Input laid out [B, T] (else [T, B]).")], True),
+    ("tie_weights", Annotated[bool, _opt("--tie-weights", help="Projection shares the embedding matrix (widths must match).")], False),
+    ("tokenizer", Annotated[Optional[str], _opt("--tokenizer",
+        help="Take the vocabulary size from a tokenizer: a local directory or a name in the Hugging Face "
+             "cache (never downloaded).", show_default=False)], None),
+]
+
+
+def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command every model flag; the command receives them as ``model_opts: ModelOptions``."""
+    own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "model_opts"]
+    shared = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=annotation, default=default)
+              for name, annotation, default in _MODEL_PARAMS]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        opts = ModelOptions(**{name: kwargs.pop(name) for name, _, _ in _MODEL_PARAMS})
+        return func(model_opts=opts, **kwargs)
+
+    params = own + shared
+    wrapper.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    wrapper.__annotations__ = {p.name: p.annotation for p in params}
+    del wrapper.__wrapped__  # Typer must read the new signature, not the wrapped one
+    return wrapper
+
+
+def parse_int_list(text: str, option: str, *, minimum: int = 1) -> list[int]:
+    """``'1,2,4'`` -> ``[1, 2, 4]``, with a message naming ``option`` for anything else."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if not text or not text.strip() or any(p == "" for p in parts):
+        raise InvalidInput(f"{option} needs a comma-separated list of integers, like 1,2,4; got {text!r}")
+    values = []
+    for part in parts:
+        try:
+            value = int(part)
+        except ValueError:
+            raise InvalidInput(f"{option}: {part!r} is not an integer (give e.g. 1,2,4)") from None
+        if value < minimum:
+            raise InvalidInput(f"{option}: every value must be at least {minimum}, got {value}")
+        values.append(value)
+    return values
+
+
+def check_positive(value: int, option: str, *, maximum: int | None = None) -> int:
+    if value < 1:
+        raise InvalidInput(f"{option} must be at least 1, got {value}")
+    if maximum is not None and value > maximum:
+        raise InvalidInput(f"{option} must be at most {maximum:,}, got {value:,}")
+    return value

@@ -1,0 +1,53 @@
+"""What every renderer shares: the JSON envelope, consoles, small table helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from lstm_inspect import __version__
+
+SCHEMA_VERSION = 1
+
+
+def envelope(command: str, model: dict[str, Any] | None, body: dict[str, Any]) -> dict[str, Any]:
+    """Every JSON document: its schema tag, the tool version, the resolved model, then the body."""
+    doc: dict[str, Any] = {
+        "schema": f"lstm-inspect.{command}/{SCHEMA_VERSION}",
+        "tool_version": __version__,
+    }
+    if model is not None:
+        doc["model"] = model
+    doc.update(body)
+    return doc
+
+
+def dumps(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def make_console(*, stderr: bool = False, width: int | None = None):
+    """A Rich console on stdout (results) or stderr (notes, progress).
+
+    Rich already honours NO_COLOR and drops styling when the stream is not a terminal.
+    """
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False,
+                   no_color=bool(os.environ.get("NO_COLOR")) or None)
+
+
+def shape_text(shape: Any) -> str:
+    """``[1, 32, 768] -> '[1, 32, 768]'``; nested outputs (LSTM's) joined readably."""
+    if shape is None:
+        return ""
+    if isinstance(shape, dict):
+        return ", ".join(f"{k}={shape_text(v)}" for k, v in shape.items())
+    if isinstance(shape, list) and all(isinstance(s, int) for s in shape):
+        return "[" + ", ".join(str(s) for s in shape) + "]"
+    if isinstance(shape, list):
+        return "(" + ", ".join(shape_text(s) for s in shape) + ")"
+    return str(shape)

@@ -1,0 +1,100 @@
+"""``structure``: the Rich tree and the JSON document, from one StructureReport."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lstm_inspect.analyses.structure import StructureNode, StructureReport
+from lstm_inspect.render.common import envelope, shape_text
+from lstm_inspect.units import human_count
+
+
+def structure_json(report: StructureReport) -> dict[str, Any]:
+    return envelope("structure", report.model, {
+        "batch_size": report.batch,
+        "seq_len": report.seq,
+        "input_shape": report.input_shape,
+        "total_params": report.root.params,
+        "tree": _node_json(report.root),
+        "explanations": [{"component": c, "text": t} for c, t in report.explanations],
+    })
+
+
+def _node_json(node: StructureNode) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "name": node.name, "path": node.path, "type": node.kind, "extra": node.extra,
+        "params": node.params, "output_shape": node.output_shape,
+        "children": [_node_json(c) for c in node.children],
+    }
+    if node.recurrent is not None:
+        r = node.recurrent
+        doc["recurrent"] = {
+            "cell": r.cell, "gates": r.gates, "gate_order": r.gate_order, "state_shapes": r.state_shapes,
+            "layers": [
+                {"layer": l.layer, "direction": l.direction, "input_size": l.input_size,
+                 "tensors": [{"name": t.name, "shape": list(t.shape), "symbolic": t.symbolic} for t in l.tensors]}
+                for l in r.layers
+            ],
+        }
+    return doc
+
+
+def structure_rich(report: StructureReport, *, depth: int | None = None) -> list:
+    """The tree (cut at ``depth`` levels below the root when given) and the explanations under it."""
+    from rich.text import Text
+    from rich.tree import Tree
+
+    root = report.root
+    tree = Tree(_label(root, f"model  input [{', '.join(map(str, report.input_shape))}] token ids"))
+    _add_children(tree, root, depth, 1)
+    out: list = [tree]
+    if report.explanations:
+        out.append(Text("\nMain components:", style="bold"))
+        for component, text in report.explanations:
+            line = Text("  • ")
+            line.append(component, style="bold")
+            line.append(f" — {text}")
+            out.append(line)
+    return out
+
+
+def _label(node: StructureNode, name: str | None = None):
+    from rich.text import Text
+
+    label = Text()
+    label.append(name or node.name, style="bold")
+    label.append(f"  {node.kind}", style="cyan")
+    if node.extra:
+        label.append(f"({node.extra})", style="cyan")
+    label.append(f"  {human_count(node.params)} params", style="magenta")
+    if node.output_shape is not None:
+        label.append(f"  -> {shape_text(node.output_shape)}", style="green")
+    return label
+
+
+def _add_children(tree, node: StructureNode, depth: int | None, level: int) -> None:
+    if depth is not None and level > depth:
+        if node.children or node.recurrent:
+            tree.add("…", style="dim")
+        return
+    for child in node.children:
+        branch = tree.add(_label(child))
+        _add_children(branch, child, depth, level + 1)
+    if node.recurrent is not None:
+        _add_recurrent(tree, node, depth, level)
+
+
+def _add_recurrent(tree, node: StructureNode, depth: int | None, level: int) -> None:
+    from rich.text import Text
+
+    r = node.recurrent
+    tree.add(Text(f"gate order: {r.gate_order}   (G = {r.gates} gates; H hidden, H_r state width, I layer input)", style="dim"))
+    for layer in r.layers:
+        branch = tree.add(Text(f"layer {layer.layer} · {layer.direction}  (input {layer.input_size})", style="yellow"))
+        if depth is not None and level + 1 > depth:
+            branch.add("…", style="dim")
+            continue
+        for t in layer.tensors:
+            branch.add(Text(f"{t.name:<24} [{', '.join(map(str, t.shape))}]  = [{t.symbolic}]"))
+    if r.state_shapes:
+        tree.add(Text("state: " + "   ".join(f"{k} {shape_text(v)}" for k, v in r.state_shapes.items()), style="green"))

@@ -1,0 +1,82 @@
+"""Forward passes that allocate nothing: a fake copy of a model, run under FakeTensorMode."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from lstm_inspect.errors import AnalysisFailed
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from lstm_inspect.source import LoadedModel
+
+
+@contextlib.contextmanager
+def fake_copy(loaded: "LoadedModel") -> Iterator[tuple["nn.Module", Any]]:
+    """Yield ``(module, mode)``: a copy of ``loaded.module`` whose tensors are fakes on cpu.
+
+    The caller's module is left as it is (parameter identity, hence tied-weight detection,
+    survives only on the original). Enter ``mode`` around the forward pass.
+    """
+    from lstm_inspect.building import fake_mode, to_fake
+
+    module = copy.deepcopy(loaded.module)
+    with fake_mode() as mode:
+        to_fake(module, mode)
+    yield module, mode
+
+
+def shape_of(value: Any) -> Any:
+    """Nested shapes of a forward's output: tensors -> lists of ints, tuples stay tuples."""
+    import torch
+    from torch.nn.utils.rnn import PackedSequence
+
+    if isinstance(value, PackedSequence):
+        return {"packed": list(value.data.shape)}
+    if isinstance(value, torch.Tensor):
+        return list(value.shape)
+    if isinstance(value, (tuple, list)):
+        return [shape_of(v) for v in value]
+    if isinstance(value, dict):
+        return {k: shape_of(v) for k, v in value.items()}
+    if hasattr(value, "to_tuple"):  # transformers ModelOutput
+        return shape_of(value.to_tuple())
+    return None
+
+
+def output_shapes(loaded: "LoadedModel", batch: int, seq: int) -> dict[str, Any]:
+    """Qualified module name ("" for the root) -> nested output shape, for a token batch."""
+    shapes: dict[str, Any] = {}
+    with fake_copy(loaded) as (module, mode):
+        handles = []
+        for name, sub in module.named_modules():
+            handles.append(sub.register_forward_hook(_recorder(shapes, name)))
+        try:
+            with mode:
+                inputs = loaded.sample_input(batch, seq, "cpu")
+                module.eval()
+                import torch
+
+                with torch.no_grad():
+                    module(*inputs)
+        except Exception as exc:  # a user's model may fail in any way; say so, don't crash
+            raise AnalysisFailed(f"tracing a forward pass of {loaded.name} failed: {_first_line(exc)}") from None
+        finally:
+            for handle in handles:
+                handle.remove()
+    return shapes
+
+
+def _recorder(shapes: dict[str, Any], name: str) -> Callable:
+    def hook(_module, _inputs, output):
+        shapes.setdefault(name, shape_of(output))
+
+    return hook
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,55 @@
+"""Vocabulary size from a tokenizer, loaded through transformers without touching the network."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lstm_inspect.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class TokenizerVocab:
+    name: str
+    tokens: int          # len(tokenizer): base vocabulary plus added tokens
+    added_pad: bool      # the source script adds a pad token when the tokenizer has none
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokens + int(self.added_pad)
+
+
+def vocab_from_tokenizer(name_or_dir: str) -> TokenizerVocab:
+    """Load ``name_or_dir`` (a local directory, or a name already in the Hugging Face cache).
+
+    Never downloads: offline mode is forced for the call, so a missing tokenizer is a clear error,
+    not a hang. As in the source script, a tokenizer without a pad token gets one (+1).
+    """
+    if not name_or_dir or not name_or_dir.strip():
+        raise InvalidInput("--tokenizer needs a directory or a cached model name, got an empty value")
+    path = Path(name_or_dir).expanduser()
+    looks_like_path = os.sep in name_or_dir or name_or_dir.startswith(".") or path.exists()
+    if looks_like_path and not path.is_dir():
+        raise InvalidInput(f"--tokenizer {name_or_dir!r}: no such directory")
+
+    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    try:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(path) if looks_like_path else name_or_dir, local_files_only=True)
+    except Exception as exc:  # transformers raises OSError, ValueError, EnvironmentError...
+        where = "that directory" if looks_like_path else "the local Hugging Face cache (no download is attempted)"
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InvalidInput(
+            f"--tokenizer {name_or_dir!r}: could not load a tokenizer from {where}: {detail[:200]}"
+        ) from None
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return TokenizerVocab(name=name_or_dir, tokens=len(tokenizer), added_pad=tokenizer.pad_token is None)
