@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from typing import Sequence
+
 from lstm_inspect.spec import ModelSpec
 
 _CELL_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -37,7 +39,47 @@ class RecurrentLanguageModel(nn.Module):
         if spec.tie_weights:
             self.proj.weight = self.embed.weight
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Token ids ``[B, T]`` (``[T, B]`` when not batch_first) -> logits ``[..., vocab]``."""
-        hidden, _state = self.rnn(self.embed(tokens))
-        return self.proj(hidden)
+    def forward(self, tokens: torch.Tensor, lengths: Sequence[int] | None = None) -> torch.Tensor:
+        """Token ids ``[B, T]`` (``[T, B]`` when not batch_first) -> logits ``[..., vocab]``.
+
+        With ``lengths`` (one per sequence) the batch is packed: the recurrent stack runs
+        ``sum(lengths)`` cell steps and the projection sees only real tokens, so the result is
+        the packed logits ``[sum(lengths), vocab]``.
+        """
+        embedded = self.embed(tokens)
+        if lengths is None:
+            hidden, _state = self.rnn(embedded)
+            return self.proj(hidden)
+        return self.proj(packed_recurrent(self.rnn, embedded, lengths))
+
+
+def packed_recurrent(rnn: nn.RNNBase, embedded: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
+    """The recurrent stack over a packed batch; returns the packed output data ``[sum(lengths), D·H_r]``.
+
+    On real tensors this is ``pack_padded_sequence`` and the packed kernel. Fake tensors cannot run
+    the packed kernel (it reads ``batch_sizes``), so there the sequences are run in groups of equal
+    length, unpacked: the same cell steps (each sequence is independent), the same output size.
+    """
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    if not _is_fake(embedded):
+        lengths_t = torch.as_tensor(list(lengths), dtype=torch.int64)
+        packed = pack_padded_sequence(embedded, lengths_t, batch_first=rnn.batch_first, enforce_sorted=False)
+        output, _state = rnn(packed)
+        return output.data
+    pieces = []
+    for length in sorted(set(lengths), reverse=True):
+        rows = [i for i, n in enumerate(lengths) if n == length]
+        if rnn.batch_first:
+            group = embedded[rows, :length]
+        else:
+            group = embedded[:length, rows]
+        output, _state = rnn(group)
+        pieces.append(output.reshape(len(rows) * length, output.shape[-1]))
+    return torch.cat(pieces)
+
+
+def _is_fake(t: torch.Tensor) -> bool:
+    from torch._subclasses.fake_tensor import is_fake
+
+    return is_fake(t)

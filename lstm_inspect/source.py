@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from lstm_inspect.errors import InvalidInput
 from lstm_inspect.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -20,28 +21,38 @@ class LoadedModel:
         module: the model, on ``meta`` unless a real device was asked for.
         spec: the built-in spec when the model is of that family (enables closed-form checks).
         description: the resolved model description that every JSON report carries.
-        sample_input: ``(batch, seq, device) -> tuple of forward args`` for a token batch.
+        sample_input: ``(batch, seq, device, lengths=None) -> tuple of forward args`` for a token
+            batch; with ``lengths`` (built-in family only) the batch is packed.
     """
 
     module: "nn.Module"
     spec: ModelSpec | None
     description: dict[str, Any]
-    sample_input: Callable[[int, int, Any], tuple] = field(repr=False)
+    sample_input: Callable[..., tuple] = field(repr=False)
 
     @property
     def name(self) -> str:
         return str(self.description.get("name", "model"))
 
 
-def token_batch_input(spec: ModelSpec | None) -> Callable[[int, int, Any], tuple]:
-    """Token ids of shape [batch, seq] (or [seq, batch] when the spec is not batch_first)."""
+def token_batch_input(spec: ModelSpec | None) -> Callable[..., tuple]:
+    """Token ids of shape [batch, seq] (or [seq, batch] when the spec is not batch_first).
+
+    With ``lengths`` (the built-in model only): a padded batch of ``len(lengths)`` sequences of
+    ``max(lengths)`` tokens plus the lengths, which the built-in model packs.
+    """
     batch_first = True if spec is None else spec.batch_first
 
-    def make(batch: int, seq: int, device: Any = "cpu") -> tuple:
+    def make(batch: int, seq: int, device: Any = "cpu", lengths: Sequence[int] | None = None) -> tuple:
         import torch
 
+        if lengths is not None:
+            if spec is None:
+                raise InvalidInput("--lengths (packed input) applies to the built-in model family only")
+            batch, seq = len(lengths), max(lengths)
         shape = (batch, seq) if batch_first else (seq, batch)
-        return (torch.zeros(shape, dtype=torch.long, device=device),)
+        tokens = torch.zeros(shape, dtype=torch.long, device=device)
+        return (tokens,) if lengths is None else (tokens, list(lengths))
 
     return make
 

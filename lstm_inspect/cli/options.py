@@ -126,3 +126,30 @@ def check_positive(value: int, option: str, *, maximum: int | None = None) -> in
     if maximum is not None and value > maximum:
         raise InvalidInput(f"{option} must be at most {maximum:,}, got {value:,}")
     return value
+
+
+MAX_LENGTHS = 1_000_000
+
+
+def parse_lengths(text: str, option: str = "--lengths") -> list[int]:
+    """Sequence lengths for a packed batch: ``'32,17,5'`` or a file with one length per line."""
+    from pathlib import Path
+
+    raw = str(text).strip()
+    if raw and not raw.replace(",", "").replace(" ", "").isdigit():
+        path = Path(raw).expanduser()
+        if not path.is_file():
+            raise InvalidInput(f"{option} needs comma-separated integers (e.g. 32,17,5) or a file of one length per line; "
+                               f"{raw!r} is neither")
+        try:
+            content = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InvalidInput(f"{option}: cannot read {raw!r}: {exc.__class__.__name__}") from None
+        lines = [line.strip() for line in content.splitlines() if line.strip() and not line.strip().startswith("#")]
+        if not lines:
+            raise InvalidInput(f"{option}: {raw!r} holds no lengths (one integer per line)")
+        raw = ",".join(lines)
+    lengths = parse_int_list(raw, option)
+    if len(lengths) > MAX_LENGTHS:
+        raise InvalidInput(f"{option}: at most {MAX_LENGTHS:,} sequences, got {len(lengths):,}")
+    return lengths
