@@ -51,8 +51,12 @@ def print_error(message: str) -> None:
     sys.stderr.flush()
 
 
+#: Library chatter that says nothing about the user's model (fake tensors trigger it).
+_QUIET = ("oneDNN",)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    if issubclass(category, DeprecationWarning):
+    if issubclass(category, DeprecationWarning) or any(q in str(message) for q in _QUIET):
         return
     sys.stderr.write(f"warning: {' '.join(str(message).split())}\n")
 
