@@ -120,3 +120,10 @@ def test_help_mentions_conventions():
     result = run("--help")
     assert result.exit_code == 0
     assert "--batch-sizes" in result.stdout and "--hardware" in result.stdout
+
+
+def test_output_file_holds_the_same_json(tmp_path):
+    path = tmp_path / "flops.json"
+    result = run(*TINY, "--output", str(path), "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(path.read_text()) == json.loads(result.stdout)

@@ -197,7 +197,7 @@ class _Count:
     recorder: Recorder
     macs: int
     flops: int
-    stock: dict[str, int]          # modules counted by thop's stock hooks: name -> thop ops
+    stock: dict[str, tuple[str, int, int]]   # modules counted by thop's stock hooks: name -> (type, MACs, FLOPs)
 
 
 def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel") -> _Count:
@@ -211,12 +211,22 @@ def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel") -> _Coun
                                                   verbose=False, ret_layer_info=True)
     except Exception as exc:  # a user's model may fail in any way
         raise AnalysisFailed(f"counting a forward pass of {loaded.name} failed: {_first_line(exc)}") from None
-    stock: dict[str, int] = {}
+    from torch.nn.modules.conv import _ConvNd
+
+    by_name = dict(module.named_modules())
+    stock: dict[str, tuple[str, int, int]] = {}
     for name, ops in _leaves(layers, ""):
         if name not in recorder.modules and ops:
-            stock[name] = ops
-    macs = sum(m.macs for m in recorder.modules.values()) + sum(stock.values())
-    flops = 2 * macs + sum(m.elementwise for m in recorder.modules.values())
+            sub = by_name.get(name)
+            # thop's convolution hook counts multiply-accumulates; its other hooks (norms, pooling,
+            # activations, softmax) count element-wise operations
+            if isinstance(sub, _ConvNd):
+                stock[name] = (type(sub).__name__, ops, 2 * ops)
+            else:
+                stock[name] = (type(sub).__name__, 0, ops)
+    macs = sum(m.macs for m in recorder.modules.values()) + sum(v[1] for v in stock.values())
+    flops = (2 * sum(m.macs for m in recorder.modules.values()) + sum(m.elementwise for m in recorder.modules.values())
+             + sum(v[2] for v in stock.values()))
     return _Count(recorder, macs, flops, stock)
 
 
@@ -310,10 +320,10 @@ def count_flops(
     recorder = count.recorder
     modules = [ModuleRow(m.name, m.type, m.macs, 2 * m.macs + m.elementwise, m.calls)
                for m in recorder.modules.values()]
-    modules += [ModuleRow(name, "(thop stock hook)", ops, 2 * ops, 1, stock=True) for name, ops in count.stock.items()]
+    modules += [ModuleRow(name, kind, macs, flops, 1, stock=True) for name, (kind, macs, flops) in count.stock.items()]
     if count.stock:
-        notes.append("modules outside LSTM/GRU/RNN/Linear/Embedding are counted by thop's stock hooks in its own "
-                     "convention; their FLOPs are taken as 2 × that figure")
+        notes.append("modules outside LSTM/GRU/RNN/Linear/Embedding are counted by thop's stock hooks: a "
+                     "convolution's figure as MACs, any other module's (norms, pooling, activations) as element-wise FLOPs")
     notes.append("operations outside modules (functional calls in a forward) are not seen by thop's module hooks")
     components = _components(recorder, count.stock)
     checks: tuple[LayerCheck, ...] = ()
@@ -350,7 +360,7 @@ def count_grid(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens: Sequ
 # aggregation
 
 
-def _components(recorder: Recorder, stock: dict[str, int]) -> list[ComponentRow]:
+def _components(recorder: Recorder, stock: dict[str, tuple[str, int, int]]) -> list[ComponentRow]:
     from lstm_inspect.analyses.classify import component
 
     rows: list[ComponentRow] = []
@@ -364,8 +374,8 @@ def _components(recorder: Recorder, stock: dict[str, int]) -> list[ComponentRow]
             continue
         kind = {"Embedding": "Embedding", "Linear": "Linear/Conv"}.get(m.type, "Other")
         rows.append(ComponentRow(component(m.name, kind), m.name, m.macs, 2 * m.macs + m.elementwise))
-    for name, ops in stock.items():
-        rows.append(ComponentRow("other", name, ops, 2 * ops))
+    for name, (_kind, macs, flops) in stock.items():
+        rows.append(ComponentRow("other", name, macs, flops))
     return rows
 
 

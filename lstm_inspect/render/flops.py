@@ -117,7 +117,7 @@ def flops_rich(report: FlopsReport) -> list:
     out.append(summary)
 
     modules = Table(title="Per module", title_justify="left", header_style="bold")
-    for col, justify in (("module", "left"), ("type", "left"), ("MACs", "right"), ("FLOPs", "right"), ("share", "right")):
+    for col, justify in (("module", "left"), ("type", "left"), ("MACs", "right"), ("FLOPs", "right"), ("% FLOPs", "right")):
         modules.add_column(col, justify=justify, overflow="fold")
     for m in report.modules:
         calls = f" ×{m.calls}" if m.calls > 1 else ""
@@ -127,7 +127,7 @@ def flops_rich(report: FlopsReport) -> list:
 
     components = Table(title="Per component", title_justify="left", header_style="bold")
     for col, justify in (("component", "left"), ("cell steps", "right"), ("MACs", "right"),
-                         ("FLOPs", "right"), ("share", "right")):
+                         ("FLOPs", "right"), ("% FLOPs", "right")):
         components.add_column(col, justify=justify, overflow="fold")
     for c in report.components:
         components.add_row(_component_label(c), grouped(c.cell_steps) if c.cell_steps is not None else "",
