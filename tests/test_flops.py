@@ -194,3 +194,12 @@ def test_any_module_without_spec_is_counted_not_checked():
     assert report.flops == 2 * report.macs + elementwise + norm.flops
     assert report.checks == ()
     assert any("not checked" in n for n in report.notes)
+
+
+def test_thop_raw_is_thop_stock_convention():
+    # thop 0.1.1's LSTM cell: 4 gates x ((I + H)·H products + H + 2H bias adds) + 3H cell update + H output;
+    # its Linear: in_features per output element; Embedding: nothing
+    h, steps = 768, 32
+    cell = 4 * ((h + h) * h + h + 2 * h) + 3 * h + h
+    expected = 2 * steps * cell + steps * 50258 * 768
+    assert count_flops(load_builtin(ModelSpec())).thop_raw == expected
