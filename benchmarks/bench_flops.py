@@ -4,7 +4,7 @@ Run from the repository root::
 
     python benchmarks/bench_flops.py [--repeat 5]
 
-Each figure is the median of ``--repeat`` fresh subprocesses. Targets (issue 3): the default model and
+Each figure is the median of ``--repeat`` fresh subprocesses, the commands taking turns. Targets (issue 3): the default model and
 the ~1.5B-parameter config at batch 64 × seq 2048 each <= 2.2× ``import torch``, and the big config
 within 1.2× of the default. ``thop.profile`` on real tensors for the default model is timed in the
 same run, for the README's honest comparison.
@@ -41,14 +41,17 @@ def big_params() -> int:
     return v * e + lstm + (h * v + v)
 
 
-def median_seconds(cmd: list[str], repeat: int) -> float:
+def median_seconds(cmds: list[list[str]], repeat: int) -> list[float]:
+    """Median wall time of each command; rounds interleave the commands so that load from other
+    processes on the machine falls on all of them alike."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), COLUMNS="120")
-    times = []
+    times: list[list[float]] = [[] for _ in cmds]
     for _ in range(repeat):
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for i, cmd in enumerate(cmds):
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            times[i].append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
 
 
 def main() -> None:
@@ -63,7 +66,7 @@ def main() -> None:
          [py, "-m", "lstm_inspect", "flops", *BIG, "--batch", "64", "--seq", "2048"]),
         ("thop.profile, real tensors (default, 1 x 32)", [py, "-c", REAL_THOP]),
     ]
-    results = [(label, median_seconds(cmd, args.repeat)) for label, cmd in cases]
+    results = list(zip([label for label, _ in cases], median_seconds([cmd for _, cmd in cases], args.repeat)))
     base = results[0][1]
     print(f"median of {args.repeat} runs each; big config = {big_params():,} parameters")
     for label, seconds in results:
