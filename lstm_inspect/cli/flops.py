@@ -27,16 +27,16 @@ MAX_SIZE = 1 << 24
 def flops(
     *,
     model_opts: ModelOptions,
-    batch: Annotated[Optional[int], typer.Option("--batch", help="Batch size for the detailed view [default: 1].",
+    batch: Annotated[Optional[int], typer.Option("--batch", help="Batch size for the detailed view (default 1).",
                                                  rich_help_panel=INPUT_PANEL, show_default=False)] = None,
-    seq: Annotated[Optional[int], typer.Option("--seq", help="Sequence length for the detailed view [default: 32, "
-                                               "or max(--lengths)].", rich_help_panel=INPUT_PANEL,
+    seq: Annotated[Optional[int], typer.Option("--seq", help="Sequence length for the detailed view (default 32, "
+                                               "or max(--lengths)).", rich_help_panel=INPUT_PANEL,
                                                show_default=False)] = None,
     batch_sizes: Annotated[Optional[str], typer.Option("--batch-sizes", help="Grid: batch sizes, e.g. 1,2,4 "
-                                                       f"[default in a grid: {DEFAULT_BATCH_SIZES}].",
+                                                       f"(default in a grid: {DEFAULT_BATCH_SIZES}).",
                                                        rich_help_panel=INPUT_PANEL, show_default=False)] = None,
     seq_lens: Annotated[Optional[str], typer.Option("--seq-lens", help="Grid: sequence lengths, e.g. 32,64 "
-                                                    f"[default in a grid: {DEFAULT_SEQ_LENS}].",
+                                                    f"(default in a grid: {DEFAULT_SEQ_LENS}).",
                                                     rich_help_panel=INPUT_PANEL, show_default=False)] = None,
     lengths: Annotated[Optional[str], typer.Option("--lengths", help="Packed batch: one length per sequence "
                                                    "(32,17,5) or a file with one per line; compared with padding.",
