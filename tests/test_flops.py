@@ -203,3 +203,11 @@ def test_thop_raw_is_thop_stock_convention():
     cell = 4 * ((h + h) * h + h + 2 * h) + 3 * h + h
     expected = 2 * steps * cell + steps * 50258 * 768
     assert count_flops(load_builtin(ModelSpec())).thop_raw == expected
+
+
+def test_tied_weight_is_read_by_lookup_and_projection():
+    spec = ModelSpec(hidden_dim=8, embed_dim=8, vocab_size=30, num_layers=1, cell="rnn", tie_weights=True)
+    t = count_flops(load_builtin(spec), batch=1, seq=2, peak_tflops=1.0, accelerator=find_accelerator("t4")).time
+    # embedding: 2 looked-up rows of 8; RNN: W_ih, b_ih once, W_hh, b_hh at both steps; head: tied 30x8 + bias
+    rnn = (8 * 8 + 8) + 2 * (8 * 8 + 8)
+    assert t.weight_bytes == 4 * (2 * 8 + rnn + 30 * 8 + 30)

@@ -398,14 +398,14 @@ def _closed_form_checks(spec: "ModelSpec", recorder: Recorder, steps: int) -> tu
 
 
 def _param_numels(module: "nn.Module") -> dict[str, list[tuple[str, int]]]:
-    """Leaf module name -> [(parameter name, numel)], each tensor once (tied weights under their first owner)."""
-    seen: set[int] = set()
+    """Module name -> [(parameter name, numel)] of its own parameters.
+
+    A tied tensor is listed under every module that holds it: the embedding's lookup and the
+    projection's product each read it.
+    """
     out: dict[str, list[tuple[str, int]]] = {}
-    for mod_name, mod in module.named_modules():
-        for p_name, p in mod.named_parameters(recurse=False):
-            if id(p) in seen:
-                continue
-            seen.add(id(p))
+    for mod_name, mod in module.named_modules(remove_duplicate=False):
+        for p_name, p in mod.named_parameters(recurse=False, remove_duplicate=False):
             out.setdefault(mod_name, []).append((p_name, int(p.numel())))
     return out
 
