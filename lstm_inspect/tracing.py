@@ -23,10 +23,25 @@ def fake_copy(loaded: "LoadedModel") -> Iterator[tuple["nn.Module", Any]]:
     """
     from lstm_inspect.building import fake_mode, to_fake
 
-    module = copy.deepcopy(loaded.module)
+    module = _meta_copy(loaded.module)
     with fake_mode() as mode:
         to_fake(module, mode)
     yield module, mode
+
+
+def _meta_copy(module: "nn.Module") -> "nn.Module":
+    """A deep copy whose parameters and buffers are on meta: a model loaded with real weights
+    (a checkpoint) is copied without copying its storage."""
+    import torch
+    from torch import nn
+
+    memo: dict[int, Any] = {}
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        if id(tensor) in memo or tensor.device.type == "meta":
+            continue
+        empty = torch.empty_like(tensor, device="meta")
+        memo[id(tensor)] = nn.Parameter(empty, requires_grad=tensor.requires_grad) if isinstance(tensor, nn.Parameter) else empty
+    return copy.deepcopy(module, memo)
 
 
 def shape_of(value: Any) -> Any:
