@@ -97,14 +97,16 @@ def test_default_model_measured_and_estimated_agree_within_5_percent():
 
 
 def test_small_bidirectional_gru_agrees_within_5_percent_on_the_default_grid_infer():
-    report = sweep_memory(load_builtin(SMALL_BI_GRU), batch_sizes=[1, 2, 4, 8, 16], seq_lens=[32, 64, 128, 256],
+    # The default grid's corners (GRU's CPU kernel runs step by step, in the measurement and under
+    # fake tensors alike: the whole grid takes about a minute here).
+    report = sweep_memory(load_builtin(SMALL_BI_GRU), batch_sizes=[1, 16], seq_lens=[32, 256],
                           method="both")
     _check_agreement(report, 0.05)
 
 
 @pytest.mark.parametrize("spec", [DEFAULT.replace(vocab_size=5000), SMALL_BI_GRU], ids=["lstm", "bi-gru"])
 def test_train_mode_agrees_within_10_percent(spec):
-    report = sweep_memory(load_builtin(spec), batch_sizes=[1, 4], seq_lens=[32, 64], method="both", mode="train")
+    report = sweep_memory(load_builtin(spec), batch_sizes=[1, 4], seq_lens=[16, 32], method="both", mode="train")
     _check_agreement(report, 0.10)
     # Training keeps every gradient: at least the weights' size again.
     for cell in report.cells:
@@ -191,7 +193,7 @@ def test_budget_search_finds_the_largest_fitting_batch(per_batch, fixed, room):
 
 
 def test_budget_on_the_real_estimate_is_the_boundary():
-    loaded = load_builtin(SMALL_BI_GRU)
+    loaded = load_builtin(ModelSpec(vocab_size=1000, embed_dim=32, hidden_dim=48, bidirectional=True))
     budget = 64 * 2**20
     report = sweep_memory(loaded, batch_sizes=[1], seq_lens=[32, 128], method="estimate", budget_bytes=budget)
     for fit in report.budget_fits:

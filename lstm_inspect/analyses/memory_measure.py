@@ -13,8 +13,11 @@ and the input batch exist before the baseline is taken and are not part of the i
 
 from __future__ import annotations
 
+import contextlib
 import gc
-from typing import TYPE_CHECKING, Any, Callable
+import os
+import sys
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from lstm_inspect.errors import AnalysisFailed
 
@@ -54,11 +57,36 @@ def _measure_cpu(step: Callable[[tuple], Any], inputs: Callable[[], tuple]) -> i
     from torch.profiler import ProfilerActivity, profile
 
     args = inputs()
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _native_stderr_silenced():
+        prof.__enter__()
+    try:
         result = step(args)
         del result
+    finally:
+        with _native_stderr_silenced():
+            prof.__exit__(None, None, None)
     del args
     return peak_increment(prof)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Kineto prints ``USDT: ... profiler_start/stop`` lines from C++ at every start and stop, and no
+    setting turns them off; silence file descriptor 2 around just those two calls."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield  # no real descriptor 2 (embedded use): nothing to silence
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def peak_increment(prof: Any) -> int:
