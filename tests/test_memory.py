@@ -104,9 +104,15 @@ def test_small_bidirectional_gru_agrees_within_5_percent_on_the_default_grid_inf
     _check_agreement(report, 0.05)
 
 
-@pytest.mark.parametrize("spec", [DEFAULT.replace(vocab_size=5000), SMALL_BI_GRU], ids=["lstm", "bi-gru"])
-def test_train_mode_agrees_within_10_percent(spec):
-    report = sweep_memory(load_builtin(spec), batch_sizes=[1, 4], seq_lens=[16, 32], method="both", mode="train")
+@pytest.mark.parametrize("spec, batches, seqs, dtype", [
+    (DEFAULT, [1, 2], [32], "float32"),
+    (DEFAULT.replace(vocab_size=5000), [1, 4], [16, 64], "float32"),
+    (DEFAULT.replace(vocab_size=5000), [1, 4], [16, 32], "bfloat16"),
+    (SMALL_BI_GRU, [1, 4], [16, 32], "float32"),
+], ids=["default", "lstm-small-vocab", "lstm-bf16", "bi-gru"])
+def test_train_mode_agrees_within_10_percent(spec, batches, seqs, dtype):
+    report = sweep_memory(load_builtin(spec), batch_sizes=batches, seq_lens=seqs, method="both", mode="train",
+                          dtype=dtype)
     _check_agreement(report, 0.10)
     # Training keeps every gradient: at least the weights' size again.
     for cell in report.cells:

@@ -76,19 +76,24 @@ def _transient_bytes(func, args) -> int:
     scratchpad of ``T·B·4·H`` elements (seen in the profiler's allocation events; the scratchpad
     also has a small, size-dependent padding that is not modelled). Its backward
     (``mkldnn_rnn_layer_backward``) reorders the weights again and accumulates the weight gradients
-    in oneDNN's layout before copying them out: twice the weight matrices, plus the same scratchpad.
+    in oneDNN's layout (float32) before copying them out, plus the same scratchpad.
     All of it lives only during the call, so it raises the peak without changing what is live after.
     """
     name = getattr(func, "__name__", "")
     if not name.startswith("mkldnn_rnn_layer") or len(args) < 3:
         return 0
     x, w_ih, w_hh = args[0], args[1], args[2]
-    copies = 2 if name.startswith("mkldnn_rnn_layer_backward") else 1
+    weights = w_ih.numel() + w_hh.numel()
+    elem = x.element_size()
     gates = w_ih.shape[0]                       # 4·H
     steps_times_batch = x.numel() // x.shape[-1] if x.dim() else 0
-    elem = x.element_size()
-    return int(copies * (w_ih.numel() * w_ih.element_size() + w_hh.numel() * w_hh.element_size())
-               + steps_times_batch * gates * elem)
+    if name.startswith("mkldnn_rnn_layer_backward"):
+        # The reordered weights (elem bytes each) and the float32 gradient accumulators (the weight
+        # gradients it returns are float32 too, cast down afterwards: those are real outputs).
+        per_weight = elem + 4
+    else:
+        per_weight = elem
+    return int(weights * per_weight + steps_times_batch * gates * elem)
 
 
 def _rnn_workspace_bytes(func, args) -> int:
