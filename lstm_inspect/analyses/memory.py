@@ -218,9 +218,28 @@ def _first_float_tensor(value: Any) -> "torch.Tensor | None":
 # ------------------------------------------------------------------------------------------- models
 
 def converted_meta(module: "nn.Module", dtype: "torch.dtype") -> "nn.Module":
-    """A copy of ``module`` with its floating tensors at ``dtype`` (cheap on meta)."""
-    clone = copy.deepcopy(module)
+    """A copy of ``module`` on meta with its floating tensors at ``dtype``.
+
+    Real weights (a checkpoint) are never copied: the deep copy maps each tensor straight to a meta
+    tensor of its shape (tied tensors stay tied through the memo).
+    """
+    import torch
+    from torch import nn
+
+    memo: dict[int, Any] = {}
+    for t in list(module.parameters()) + list(module.buffers()):
+        if id(t) not in memo:
+            meta = torch.empty_like(t, device="meta")
+            memo[id(t)] = nn.Parameter(meta, requires_grad=t.requires_grad) if isinstance(t, nn.Parameter) else meta
+    clone = copy.deepcopy(module, memo)
     return clone.to(dtype=dtype)
+
+
+def forward_args(loaded: "LoadedModel", batch: int, seq: int, device: Any, lengths: Sequence[int] | None) -> tuple:
+    """The forward's arguments for one cell (``lengths`` passed only when packing is asked for)."""
+    if lengths is None:
+        return loaded.sample_input(batch, seq, device)
+    return loaded.sample_input(batch, seq, device, list(lengths))
 
 
 def materialize(loaded: "LoadedModel", device: "torch.device", dtype: "torch.dtype") -> "nn.Module":
@@ -266,7 +285,7 @@ class _Estimator:
             self._step = make_step(self.train)(self.module)
         try:
             return estimate_increment(
-                self._step, lambda: self.loaded.sample_input(batch, seq, "cpu", self.lengths), self.mode) + self.extra
+                self._step, lambda: forward_args(self.loaded, batch, seq, "cpu", self.lengths), self.mode) + self.extra
         finally:
             if self.train:
                 self.module.zero_grad(set_to_none=True)
@@ -380,7 +399,7 @@ def _warm_up(step, real, loaded, device, lengths, train) -> None:
     """One small unmeasured step: the first forward in a process allocates one-time state (kernel
     libraries' caches, thread pools), which is no part of any cell's increment."""
     try:
-        step(loaded.sample_input(1, 1, device, [1] if lengths is not None else None))
+        step(forward_args(loaded, 1, 1, device, [1] if lengths is not None else None))
     except Exception:
         pass  # the cells will report the failure themselves
     finally:
@@ -402,7 +421,7 @@ def _run_cell(batch, seq, estimator, real, step, device, loaded, lengths, opt_st
             status, reason = "error", f"estimate failed: {_first_line(exc)}"
     if real is not None:
         try:
-            measured = measure_increment(step, lambda: loaded.sample_input(batch, seq, device, lengths), device) + opt_state
+            measured = measure_increment(step, lambda: forward_args(loaded, batch, seq, device, lengths), device) + opt_state
         except KeyboardInterrupt:
             raise
         except Exception as exc:

@@ -64,6 +64,8 @@ def memory(
     max_bytes = parse_bytes(max_memory, "--max-memory") if max_memory is not None else None
 
     loaded = model_opts.load()
+    if packed is not None and budget_bytes is not None:
+        raise InvalidInput("--budget searches the batch size of the grid; it does not apply to --lengths (one batch)")
     if packed is not None and loaded.spec is None:
         raise InvalidInput("--lengths (packed input) applies to the built-in model family only")
     from lstm_inspect.analyses.memory import sweep_memory
