@@ -96,6 +96,13 @@ def test_default_model_measured_and_estimated_agree_within_5_percent():
                                                                   + 8 * DEFAULT.hidden_dim))
 
 
+def test_lstm_whose_recurrent_kernel_is_the_peak_agrees_within_5_percent():
+    # A small vocabulary: the logits no longer dominate, oneDNN's LSTM workspace is the peak.
+    report = sweep_memory(load_builtin(DEFAULT.replace(vocab_size=3000)), batch_sizes=[1, 16], seq_lens=[32, 256],
+                          method="both")
+    _check_agreement(report, 0.05)
+
+
 def test_small_bidirectional_gru_agrees_within_5_percent_on_the_default_grid_infer():
     # The default grid's corners (GRU's CPU kernel runs step by step, in the measurement and under
     # fake tensors alike: the whole grid takes about a minute here).

@@ -93,7 +93,11 @@ def _transient_bytes(func, args) -> int:
         per_weight = elem + 4
     else:
         per_weight = elem
-    return int(weights * per_weight + steps_times_batch * gates * elem)
+    scratch = steps_times_batch * gates * elem
+    inference = name.startswith("mkldnn_rnn_layer.") and len(args) > 15 and not bool(args[15])
+    if inference and x.dim() == 3 and x.shape[1] == 1:
+        scratch *= 2  # inference on a batch of one takes another oneDNN kernel: its scratchpad is twice the gates
+    return int(weights * per_weight + scratch)
 
 
 def _rnn_workspace_bytes(func, args) -> int:
