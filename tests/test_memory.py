@@ -353,3 +353,16 @@ def _hand_made_step_cuda(n1, n2, n3):
         return b, c
 
     return step
+
+
+def test_cli_accepts_the_source_scripts_spellings_and_help_does_not_import_torch():
+    result = runner.invoke(app, ["memory", *TINY, "--batch_sizes", "1", "2", "--seq_lens", "4", "8", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["batch_sizes"], doc["seq_lens"]) == ([1, 2], [4, 8])
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom lstm_inspect.cli import app\n"
+            "r = CliRunner().invoke(app, ['memory', '--help'])\n"
+            "assert r.exit_code == 0 and '--max-memory' in r.stdout, r.output\nassert 'torch' not in sys.modules\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -382,11 +382,13 @@ def sweep_memory(
 
     fits: tuple[BudgetFit, ...] = ()
     if budget_bytes is not None and not interrupted:
-        search = estimator or _estimator(loaded, tdtype, train, lengths, opt_state)
         try:
+            search = estimator or _estimator(loaded, tdtype, train, lengths, opt_state)
             fits = tuple(largest_batch(search, seq, budget_bytes - weights) for seq in seq_lens) if lengths is None else ()
         except KeyboardInterrupt:
             interrupted = True
+        except Exception as exc:  # the cells are kept; the budget table says why it is missing
+            notes = (*notes, f"--budget search failed: {_first_line(exc)}")
     return MemoryReport(
         model=loaded.description, mode=mode, optimizer=optimizer, dtype=dtype, device=str(device), method=method,
         batch_sizes=tuple(batch_sizes), seq_lens=tuple(seq_lens), lengths=tuple(lengths) if lengths else None,
