@@ -65,7 +65,7 @@ def memory_rich(report: MemoryReport) -> list:
     what = {"measure": "measured", "estimate": "estimated", "both": "measured, estimate and its error below"}[report.method]
     step = "forward (no_grad)" if report.mode == "infer" else "training step"
     title = f"Memory increment of one {step}, MiB ({what})"
-    table = Table(title=title, title_justify="left", header_style="bold")
+    table = Table(header_style="bold")
     table.add_column("batch \\ seq", justify="right", style="bold")
     for seq in report.seq_lens:
         table.add_column(str(seq), justify="right")
@@ -74,11 +74,12 @@ def memory_rich(report: MemoryReport) -> list:
         for seq in report.seq_lens:
             row.append(_cell_text(report.cell(batch, seq), low, high, both))
         table.add_row(*row)
-    out: list = [table]
+    out: list = [Text(title, style="bold"), table]   # a title line, not Table(title=): that wraps to the table's width
 
     if report.budget_fits:
-        fits = Table(title=f"Largest batch within {human_bytes(report.budget_bytes or 0)} "
-                           f"(weights + estimated increment)", title_justify="left", header_style="bold")
+        out.append(Text(f"Largest batch within {human_bytes(report.budget_bytes or 0)} (weights + estimated increment)",
+                        style="bold"))
+        fits = Table(header_style="bold")
         fits.add_column("seq", justify="right")
         fits.add_column("max batch", justify="right")
         fits.add_column("total", justify="right")
