@@ -8,5 +8,6 @@ from lstm_inspect.cli.app import app, main
 from lstm_inspect.cli import structure as _structure  # noqa: E402,F401
 from lstm_inspect.cli import params as _params  # noqa: E402,F401
 from lstm_inspect.cli import flops as _flops  # noqa: E402,F401
+from lstm_inspect.cli import memory as _memory  # noqa: E402,F401
 
 __all__ = ["app", "main"]
