@@ -297,7 +297,7 @@ def count_flops(
 
     notes: list[str] = []
     packed: PackedComparison | None = None
-    with fake_copy(loaded) as (module, mode):
+    with fake_copy(loaded, shape_only_recurrent=True) as (module, mode):
         if lengths is not None:
             batch = len(lengths)
             count = _profile(module, _inputs(loaded, mode, batch, seq, lengths), loaded)
@@ -348,7 +348,7 @@ def count_grid(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens: Sequ
     from lstm_inspect.tracing import fake_copy
 
     cells = []
-    with fake_copy(loaded) as (module, mode):
+    with fake_copy(loaded, shape_only_recurrent=True) as (module, mode):
         for b in batch_sizes:
             for s in seq_lens:
                 count = _profile(module, _inputs(loaded, mode, b, s), loaded)
