@@ -6,7 +6,10 @@ New commands and options are picked up from the Typer app itself.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import tempfile
 
 import typer
 from hypothesis import HealthCheck, given, settings
@@ -36,6 +39,16 @@ def _options(command) -> list[tuple[str, bool]]:
     return out
 
 
+@contextlib.contextmanager
+def _inside(folder: str):
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
 @st.composite
 def argument_lists(draw):
     name = draw(st.sampled_from(sorted(GROUP.commands)))
@@ -56,7 +69,8 @@ def argument_lists(draw):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(argument_lists())
 def test_random_arguments_never_crash(args):
-    result = runner.invoke(app, args)
+    with tempfile.TemporaryDirectory() as scratch, _inside(scratch):  # a random --output FILE lands here
+        result = runner.invoke(app, args)
     assert result.exit_code in (0, 1, 2, 3), (args, result.exit_code, result.output)
     assert "Traceback" not in result.output, (args, result.output)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
