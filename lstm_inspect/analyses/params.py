@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from lstm_inspect.analyses import classify, closed_form
 
 if TYPE_CHECKING:
+    from lstm_inspect.analyses.layers import LayerReport
     from lstm_inspect.source import LoadedModel
 
 #: Bytes per element for the storage sizes shown (source document 004 shows MB per dtype).
@@ -60,6 +61,8 @@ class ParamReport:
     layer_types: tuple[ShareRow, ...]
     checks: tuple[ClosedFormCheck, ...]
     notes: tuple[str, ...] = ()
+    #: Source document 003's per-decoder-layer fields, for transformers models (None otherwise).
+    layers: "LayerReport | None" = None
 
     @property
     def checks_ok(self) -> bool:
@@ -84,6 +87,9 @@ def count_params(loaded: "LoadedModel") -> ParamReport:
         notes.append("closed-form checks apply to the built-in model family only; this model is counted, not checked")
     if any(t.tied_to for t in tensors):
         notes.append("tied (shared) tensors are counted once, under their first name")
+    from lstm_inspect.analyses.layers import describe_layers
+
+    layers = describe_layers(loaded)
     return ParamReport(
         model=loaded.description,
         total=total,
@@ -95,6 +101,7 @@ def count_params(loaded: "LoadedModel") -> ParamReport:
         layer_types=_shares(tensors, total, "layer_type", classify.LAYER_TYPES),
         checks=checks,
         notes=tuple(notes),
+        layers=layers if layers.kind == "decoder" else None,
     )
 
 
