@@ -5,13 +5,13 @@ from __future__ import annotations
 import re
 import sys
 import warnings
-from typing import Annotated, Any, Sequence
+from typing import Annotated, Any, Optional, Sequence
 
 import typer
 from typer.core import TyperGroup
 
 from lstm_inspect import __version__
-from lstm_inspect.errors import EXIT_INTERRUPTED, EXIT_USAGE, LstmInspectError
+from lstm_inspect.errors import EXIT_INTERRUPTED, EXIT_USAGE, BudgetExceeded, InvalidInput, LstmInspectError
 
 #: Options that take a list. ``--batch-sizes 1,2,4`` is the native form; the source script's
 #: ``--batch_sizes 1 2 4`` (argparse nargs='+') is rewritten to it before parsing.
@@ -41,7 +41,31 @@ def normalize_args(args: Sequence[str]) -> list[str]:
                 i += 1
             if values:
                 out.append(",".join(values))
-    return out
+    return _hoist_global_options(out)
+
+
+#: Options of the root command that users naturally type after the subcommand.
+GLOBAL_OPTIONS = frozenset({"--width"})
+
+
+def _hoist_global_options(args: list[str]) -> list[str]:
+    """``params --width 100`` -> ``--width 100 params``: root options must come first for the parser."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        name = args[i].split("=", 1)[0]
+        if name in GLOBAL_OPTIONS:
+            if "=" in args[i] or i + 1 == len(args):
+                front.append(args[i])
+                i += 1
+            else:
+                front.extend(args[i:i + 2])
+                i += 2
+            continue
+        rest.append(args[i])
+        i += 1
+    return front + rest
 
 
 def print_error(message: str) -> None:
@@ -51,8 +75,12 @@ def print_error(message: str) -> None:
     sys.stderr.flush()
 
 
+#: Library chatter that says nothing about the user's model (fake tensors trigger it).
+_QUIET = ("oneDNN",)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    if issubclass(category, DeprecationWarning):
+    if issubclass(category, DeprecationWarning) or any(q in str(message) for q in _QUIET):
         return
     sys.stderr.write(f"warning: {' '.join(str(message).split())}\n")
 
@@ -77,6 +105,9 @@ class LstmInspectGroup(TyperGroup):
             if ctx is not None and exc.exit_code == EXIT_USAGE:
                 message += f" (see '{ctx.command_path} --help')"
             print_error(message)
+            sys.exit(exc.exit_code)
+        except BudgetExceeded as exc:
+            sys.stderr.write(f"budget exceeded: {exc}\n")
             sys.exit(exc.exit_code)
         except LstmInspectError as exc:
             print_error(str(exc))
@@ -112,8 +143,17 @@ def _version(value: bool) -> None:
 def _root(
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
                                           callback=_version, is_eager=True)] = False,
+    width: Annotated[Optional[int], typer.Option(
+        "--width", help="Width of tables and trees in columns (default: the terminal's; may follow the command).",
+        show_default=False)] = None,
 ) -> None:
     """What a recurrent language model costs before you train or ship it."""
+    if width is not None:
+        if not 20 <= width <= 10_000:
+            raise InvalidInput(f"--width must be between 20 and 10000 columns, got {width}")
+        from lstm_inspect.render import common
+
+        common.set_default_width(width)
 
 
 def main() -> None:

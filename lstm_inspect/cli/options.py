@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 MODEL_PANEL = "Model"
 OUTPUT_PANEL = "Output"
+BUDGET_PANEL = "Budgets (CI)"
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.",
                                         rich_help_panel=OUTPUT_PANEL)]

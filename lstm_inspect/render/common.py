@@ -28,15 +28,24 @@ def dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
 
+_default_width: int | None = None
+
+
+def set_default_width(width: int | None) -> None:
+    """The ``--width`` the user gave; None = the terminal's (or COLUMNS, or 80 when not a terminal)."""
+    global _default_width
+    _default_width = width
+
+
 def make_console(*, stderr: bool = False, width: int | None = None):
     """A Rich console on stdout (results) or stderr (notes, progress).
 
-    Rich already honours NO_COLOR and drops styling when the stream is not a terminal.
+    Rich drops colour and styling when the stream is not a terminal; NO_COLOR is honoured too.
     """
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
-    return Console(file=stream, width=width, highlight=False, soft_wrap=False,
+    return Console(file=stream, width=width or _default_width, highlight=False, soft_wrap=False,
                    no_color=bool(os.environ.get("NO_COLOR")) or None)
 
 

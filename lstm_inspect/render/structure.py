@@ -49,12 +49,15 @@ def structure_rich(report: StructureReport, *, depth: int | None = None) -> list
     _add_children(tree, root, depth, 1)
     out: list = [tree]
     if report.explanations:
+        from rich.table import Table
+
         out.append(Text("\nMain components:", style="bold"))
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True)
+        grid.add_column()
         for component, text in report.explanations:
-            line = Text("  • ")
-            line.append(component, style="bold")
-            line.append(f" — {text}")
-            out.append(line)
+            grid.add_row(Text(f"  • {component}", style="bold"), text)
+        out.append(grid)
     return out
 
 
