@@ -2,6 +2,7 @@
 
 SOURCE is one of (tried in this order):
 
+* ``builtin`` (or ``default``): the built-in model with its default spec;
 * ``hf:<model_type>``: transformers' default config for that type, built without weights;
 * ``key=value,...``: the built-in spec with overrides (``hidden_dim=512,num_layers=3``);
 * an existing path: a directory holding ``config.json`` or a ``.json`` with ``model_type``
@@ -26,6 +27,8 @@ from lstm_inspect.source import LoadedModel, describe_spec, load_builtin, token_
 from lstm_inspect.spec import ModelSpec
 
 SPEC_SUFFIXES = (".json", ".toml")
+#: Names of the built-in default model (handy as compare's first source).
+BUILTIN_NAMES = ("builtin", "default")
 #: Model fields that a checkpoint does not record, so flags may still set them.
 NOT_IN_WEIGHTS = ("batch_first", "dropout")
 
@@ -48,6 +51,9 @@ def resolve_source(text: str, *, overrides: Mapping[str, Any] | None = None) -> 
     raw = (text or "").strip()
     if not raw:
         raise InvalidInput("--model needs a value: key=value overrides, a file, hf:<model_type> or package.module:factory")
+    if raw.lower() in BUILTIN_NAMES:
+        spec = ModelSpec.from_mapping(overrides) if overrides else ModelSpec()
+        return load_builtin(spec)
     if raw.startswith("hf:"):
         _refuse_overrides(overrides, raw, "a transformers config")
         return _load_hf_type(raw[3:].strip())
