@@ -82,6 +82,12 @@ def count_params(loaded: "LoadedModel") -> ParamReport:
             "PyTorch keeps two bias vectors per recurrent layer and direction (b_ih and b_hh); "
             "the textbook formula G·((I + H)·H + H) has one, so it is short by G·H per layer and direction."
         )
+    elif _stack_of(module) is not None:
+        from lstm_inspect.sources.pruned import closed_form_checks
+
+        checks = closed_form_checks(_stack_of(module), tensors)
+        notes.append("layers of different widths (a pruned checkpoint): each recurrent layer is checked with its own "
+                     "input, hidden and state widths; PyTorch keeps two bias vectors per layer and direction")
     else:
         checks = ()
         notes.append("closed-form checks apply to the built-in model family only; this model is counted, not checked")
@@ -103,6 +109,14 @@ def count_params(loaded: "LoadedModel") -> ParamReport:
         notes=tuple(notes),
         layers=layers if layers.kind == "decoder" else None,
     )
+
+
+def _stack_of(module) -> Any:
+    """The per-layer widths of a pruned built-in model (``PrunedRecurrentLanguageModel.stack``), else None."""
+    from lstm_inspect.sources.infer import StackSpec
+
+    stack = getattr(module, "stack", None)
+    return stack if isinstance(stack, StackSpec) else None
 
 
 def _tensor_rows(module) -> list[TensorRow]:

@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -58,3 +58,43 @@ def module_name(checkpoint_name: str) -> str:
 def remap_state_dict(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """A built-in-layout state_dict renamed for :class:`PrunedRecurrentLanguageModel`.load_state_dict."""
     return {module_name(name): tensor for name, tensor in state_dict.items()}
+
+
+_STACK_TENSOR = re.compile(r"^rnn\.(\d+)\.")
+
+
+def closed_form_checks(stack: StackSpec, tensors: Sequence[Any]) -> tuple:
+    """Closed-form checks for a stack with per-layer widths: each layer is checked with its own I, H, H_r.
+
+    ``tensors`` are :class:`~lstm_inspect.analyses.params.TensorRow` of the stack model.
+    """
+    from lstm_inspect.analyses import closed_form
+    from lstm_inspect.analyses.params import ClosedFormCheck
+    from lstm_inspect.spec import ModelSpec
+
+    by_component: dict[str, int] = {}
+    by_layer: dict[int, int] = {}
+    for t in tensors:
+        by_component[t.component] = by_component.get(t.component, 0) + t.count
+        match = _STACK_TENSOR.match(t.name)
+        if t.component == "recurrent" and match:
+            by_layer[int(match.group(1))] = by_layer.get(int(match.group(1)), 0) + t.count
+    checks = []
+    emb = closed_form.embedding_params(ModelSpec(vocab_size=stack.vocab_size, embed_dim=stack.embed_dim))
+    checks.append(ClosedFormCheck(emb.component, emb.symbolic, emb.substituted, emb.value, by_component.get("embedding", 0)))
+    for index, shape in enumerate(stack.layers):
+        # A one-layer spec whose "embedding width" is this layer's input: the same formula, this layer's widths.
+        spec = ModelSpec(cell=stack.cell, embed_dim=shape.input_size, hidden_dim=shape.hidden_size, num_layers=1,
+                         bidirectional=stack.bidirectional, proj_size=shape.proj_size, bias=stack.bias)
+        f = closed_form.recurrent_layer_params(spec, 0)
+        textbook = closed_form.textbook_recurrent_layer_params(spec, 0)
+        checks.append(ClosedFormCheck(f"recurrent layer {index}", f.symbolic, f.substituted, f.value,
+                                      by_layer.get(index, 0), textbook=textbook if textbook != f.value else None))
+    last = stack.layers[-1]
+    out_spec = ModelSpec(cell=stack.cell, vocab_size=stack.vocab_size, embed_dim=stack.embed_dim,
+                         hidden_dim=last.hidden_size, num_layers=1, bidirectional=stack.bidirectional,
+                         proj_size=last.proj_size, bias=stack.proj_bias, tie_weights=stack.tie_weights)
+    proj = closed_form.projection_params(out_spec)
+    checks.append(ClosedFormCheck(proj.component, proj.symbolic, proj.substituted, proj.value,
+                                  by_component.get("projection", 0)))
+    return tuple(checks)
