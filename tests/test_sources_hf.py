@@ -82,7 +82,7 @@ def test_hf_source_never_touches_the_network(monkeypatch):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     loaded = resolve_source("hf:gpt2")
-    assert loaded.description["config"]["n_layer"] == 12
+    assert loaded.description["config"]["num_hidden_layers"] == 12
     assert "HF_HUB_OFFLINE" not in os.environ   # forced only for the call, then restored
     assert all(p.device.type == "meta" for p in loaded.module.parameters())
 

@@ -101,7 +101,9 @@ def describe_layers(loaded: "LoadedModel") -> LayerReport:
     head = _output_head(module)
     head_params = sum(p.numel() for p in head.parameters() if id(p) not in embed_ids) if head is not None else 0
     stack = _decoder_stack(module)
-    hyper = dict(loaded.description.get("config") or {})
+    # The config's own numbers, less those measured below from the modules (which a pruned model changes).
+    hyper = {k: v for k, v in (loaded.description.get("config") or {}).items()
+             if k not in ("num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size")}
     if stack is not None:
         path, blocks = stack
         config = getattr(module, "config", None)

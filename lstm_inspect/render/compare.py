@@ -107,16 +107,21 @@ def compare_rich(report: CompareReport, *, verbose: bool = False) -> list:
         table.add_column("change", justify="right")
     rows: list[tuple[str, str]] = [("total", "total"), ("embedding", "embedding"), ("layers", "layer_params"),
                                    ("lm head / projection", "lm_head")]
+    shown: set[tuple[int, ...]] = set()
     for label, attr in rows:
         cells = [label, grouped(getattr(report.comparisons[0], attr).original)]
         for p in report.comparisons:
             d = getattr(p, attr)
             cells += [grouped(d.pruned), _reduced(d)]
+        shown.add(tuple([getattr(report.comparisons[0], attr).original] + [getattr(p, attr).pruned for p in report.comparisons]))
         table.add_row(*cells)
-    for name, _ in report.comparisons[0].components:
-        cells = [f"  {name}", grouped(dict(report.comparisons[0].components)[name].original)]
-        for p in report.comparisons:
-            d = dict(p.components).get(name, Delta(dict(report.comparisons[0].components)[name].original, 0))
+    base = dict(report.comparisons[0].components)
+    for name, first_delta in report.comparisons[0].components:
+        deltas = [dict(p.components).get(name, Delta(first_delta.original, 0)) for p in report.comparisons]
+        if tuple([first_delta.original] + [d.pruned for d in deltas]) in shown:
+            continue   # the same numbers as a row above (the built-in model's components are those rows)
+        cells = [f"  component: {name}", grouped(base[name].original)]
+        for d in deltas:
             cells += [grouped(d.pruned), _reduced(d)]
         table.add_row(*cells, style="dim")
     out.append(table)
@@ -154,8 +159,7 @@ def _pair_rich(p: PairComparison, *, verbose: bool) -> list:
     from rich.text import Text
 
     out: list = [Text(f"\n{p.original_name} → {p.pruned_name}", style="bold")]
-    out.append(Text(f"total: {grouped(p.total.original)} → {grouped(p.total.pruned)}, reduced "
-                    f"{grouped(p.total.reduced)} ({percent(p.total.reduction_ratio)})"))
+    out.append(Text(f"total: {grouped(p.total.original)} → {grouped(p.total.pruned)} ({_reduced(p.total)})"))
     if p.changed:
         out.append(Text("changed hyperparameters: " + "; ".join(
             f"{c.name} {_value(c.original)} → {_value(c.pruned)}" for c in p.changed)))

@@ -81,10 +81,12 @@ def build_from_config(config: Any) -> Any:
 
 
 def describe_config(config: Any) -> dict[str, Any]:
-    """The config's main hyperparameters (those source document 003 compares), where the type has them."""
+    """The config's main hyperparameters (those source document 003 compares), where the type has them.
+
+    Canonical names only: transformers maps GPT-2's ``n_embd``/``n_layer``/``n_head`` onto them.
+    """
     keys = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-            "num_key_value_heads", "intermediate_size", "max_position_embeddings", "tie_word_embeddings",
-            "n_embd", "n_layer", "n_head", "n_inner", "n_positions")
+            "num_key_value_heads", "intermediate_size", "max_position_embeddings", "tie_word_embeddings")
     out: dict[str, Any] = {}
     for key in keys:
         value = getattr(config, key, None)
