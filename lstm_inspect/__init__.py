@@ -32,6 +32,9 @@ _LAZY = {
     "ParamReport": "lstm_inspect.analyses.params",
     "describe_structure": "lstm_inspect.analyses.structure",
     "StructureReport": "lstm_inspect.analyses.structure",
+    "resolve_source": "lstm_inspect.sources",
+    "compare_models": "lstm_inspect.analyses.compare",
+    "run_report": "lstm_inspect.analyses.report",
 }
 
 __all__ = ["__version__", *_LAZY]
