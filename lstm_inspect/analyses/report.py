@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from lstm_inspect.analyses.layers import LayerReport, describe_layers
 from lstm_inspect.analyses.params import ParamReport, count_params
 from lstm_inspect.analyses.structure import StructureReport, describe_structure
+from lstm_inspect.errors import InvalidInput
 
 if TYPE_CHECKING:
     from lstm_inspect.source import LoadedModel
@@ -65,15 +66,34 @@ def run_report(loaded: "LoadedModel", *, batch: int = 1, seq: int = 32, batch_si
 
 def _flops_section(loaded: "LoadedModel", batch: int, seq: int) -> Section:
     try:
-        from lstm_inspect.analyses import flops  # noqa: F401
+        from lstm_inspect.analyses.flops import count_flops
+        from lstm_inspect.render.flops import flops_json, flops_rich
     except ImportError:
         return Section("flops", None, note="FLOPs are not available in this build")
-    return Section("flops", None, note="FLOPs analysis present but not wired into report yet")
+    try:
+        result = count_flops(loaded, batch=batch, seq=seq)
+    except InvalidInput:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the rest of the report stands without this section
+        return Section("flops", None, note=f"counting FLOPs failed: {_first_line(exc)}")
+    return Section("flops", result, flops_json, flops_rich)
 
 
 def _memory_section(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens: Sequence[int], device: str) -> Section:
     try:
-        from lstm_inspect.analyses import memory  # noqa: F401
+        from lstm_inspect.analyses.memory import sweep_memory
+        from lstm_inspect.render.memory import memory_json, memory_rich
     except ImportError:
         return Section("memory", None, note="memory is not available in this build")
-    return Section("memory", None, note="memory analysis present but not wired into report yet")
+    try:
+        result = sweep_memory(loaded, batch_sizes=list(batch_sizes), seq_lens=list(seq_lens), device=device)
+    except InvalidInput:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the rest of the report stands without this section
+        return Section("memory", None, note=f"the memory analysis failed: {_first_line(exc)}")
+    return Section("memory", result, memory_json, memory_rich)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
