@@ -249,3 +249,41 @@ def test_checkpoint_refuses_architecture_flags_but_takes_layout_ones(tmp_path):
     assert json.loads(result.stdout)["input_shape"] == [5, 2]
     result = runner.invoke(app, ["params", "--model", "hf:gpt2", "--bidirectional"])
     assert result.exit_code == 2 and "--bidirectional" in result.stderr
+
+
+@settings(max_examples=30, deadline=None)
+@given(cell=st.sampled_from(["lstm", "gru", "rnn"]), widths=st.lists(st.integers(1, 9), min_size=1, max_size=4),
+       bidirectional=st.booleans(), vocab=st.integers(1, 30), embed=st.integers(1, 9))
+def test_pruned_stacks_are_inferred_layer_by_layer(cell, widths, bidirectional, vocab, embed):
+    from lstm_inspect.sources.pruned import PrunedRecurrentLanguageModel
+
+    sd = pruned_state_dict(cell, vocab, embed, widths, bidirectional=bidirectional)
+    infos = {name: TensorInfo(tuple(t.shape), "float32", id(t)) for name, t in sd.items()}
+    stack = infer_stack(infos)
+    d = 2 if bidirectional else 1
+    assert stack.cell == cell and stack.bidirectional == bidirectional and stack.vocab_size == vocab
+    assert [l.hidden_size for l in stack.layers] == widths
+    assert [l.input_size for l in stack.layers] == [embed] + [d * w for w in widths[:-1]]
+    uniform = len(set(widths)) == 1
+    assert (stack.uniform_spec() is not None) == uniform
+    model = PrunedRecurrentLanguageModel(stack)
+    assert sum(p.numel() for p in model.parameters()) == stack_total(cell, vocab, embed, widths, bidirectional=bidirectional)
+
+
+def test_inconsistent_shapes_are_explained():
+    sd = pruned_state_dict("lstm", 10, 4, [6, 5])
+    infos = {name: TensorInfo(tuple(t.shape), "float32", id(t)) for name, t in sd.items()}
+    broken = dict(infos, **{"rnn.weight_ih_l1": TensorInfo((20, 7), "float32")})
+    with pytest.raises(AnalysisFailed, match="layer 1 takes inputs 7 wide, but layer 0's output width is 6"):
+        infer_stack(broken)
+    broken = dict(infos, **{"proj.weight": TensorInfo((10, 6), "float32")})
+    with pytest.raises(AnalysisFailed, match=r"proj.weight should be \[V=10, 5\]"):
+        infer_stack(broken)
+    broken = {k: v for k, v in infos.items() if k != "rnn.weight_hh_l0"}
+    with pytest.raises(AnalysisFailed, match="weight_hh_l0 is missing"):
+        infer_stack(broken)
+    gru = pruned_state_dict("gru", 10, 4, [6])
+    mixed = dict(infos, **{k.replace("_l0", "_l2"): TensorInfo(tuple(v.shape), "float32")
+                           for k, v in gru.items() if k.startswith("rnn.")})
+    with pytest.raises(AnalysisFailed):
+        infer_stack(mixed)
