@@ -62,7 +62,8 @@ class CostSummary:
 
     macs: int | None = None
     flops: int | None = None
-    memory_bytes: int | None = None
+    memory_bytes: int | None = None   # the estimated increment of one forward (source document 000's quantity)
+    weights_bytes: int | None = None  # the weights at float32, resident before the step
     note: str | None = None
 
 
@@ -82,6 +83,7 @@ class PairComparison:
     macs: Delta | None = None
     flops: Delta | None = None
     memory_bytes: Delta | None = None
+    weights_bytes: Delta | None = None
     notes: tuple[str, ...] = ()
 
 
@@ -123,6 +125,9 @@ def compare_models(models: Sequence["LoadedModel"], names: Sequence[str], *, bat
 def cost_summary(loaded: "LoadedModel", batch: int, seq: int) -> CostSummary | None:
     """FLOPs (``lstm_inspect.analyses.flops``) and the memory estimate (``...memory``), where they exist.
 
+    Memory is the estimate (fake tensors, nothing allocated) of one forward's increment at
+    ``batch`` × ``seq``, and the weights' bytes, for every model alike.
+
     Each engine is optional: a missing one leaves its fields None, and its failure on a model is a
     note rather than a failed comparison.
     """
@@ -160,15 +165,17 @@ def _flops_fields(module: Any, loaded: "LoadedModel", batch: int, seq: int) -> d
 
 
 def _memory_fields(module: Any, loaded: "LoadedModel", batch: int, seq: int) -> dict[str, Any]:
-    estimate = getattr(module, "estimate_memory", None)
-    if estimate is None:
+    sweep = getattr(module, "sweep_memory", None)
+    if sweep is None:
         return {}
-    report = estimate(loaded, batch=batch, seq=seq)
-    for attr in ("total_bytes", "peak_bytes", "total"):
-        value = getattr(report, attr, None)
-        if isinstance(value, int):
-            return {"memory_bytes": value}
-    return {}
+    report = sweep(loaded, batch_sizes=[batch], seq_lens=[seq], method="estimate")
+    cell = report.cells[0] if report.cells else None
+    out: dict[str, Any] = {"weights_bytes": int(report.weights_bytes)}
+    if cell is not None and cell.estimated_bytes is not None:
+        out["memory_bytes"] = int(cell.estimated_bytes)
+    elif cell is not None and cell.reason:
+        raise RuntimeError(cell.reason)
+    return out
 
 
 def _shares(a: tuple, b: tuple) -> tuple[tuple[str, Delta], ...]:
@@ -208,7 +215,7 @@ def _pair(name_a: str, name_b: str, pa: ParamReport, pb: ParamReport, la: LayerR
         layers=layers,
         changed=_changes(la.hyperparameters, lb.hyperparameters),
         zero_layers=zero,
-        macs=cost("macs"), flops=cost("flops"), memory_bytes=cost("memory_bytes"),
+        macs=cost("macs"), flops=cost("flops"), memory_bytes=cost("memory_bytes"), weights_bytes=cost("weights_bytes"),
         notes=tuple(notes),
     )
 

@@ -85,8 +85,16 @@ def _memory_section(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens:
         from lstm_inspect.render.memory import memory_json, memory_rich
     except ImportError:
         return Section("memory", None, note="memory is not available in this build")
+    from lstm_inspect.building import resolve_device
+
+    where = resolve_device(device)
+    # Measuring needs real weights and a real step per cell: on a GPU that is quick and is the
+    # point; on the CPU it is slow for the default grid, so there the report gives the estimate
+    # (``lstm-inspect memory --method both --device cpu`` measures on the CPU).
+    method = "both" if where.type == "cuda" else "estimate"
     try:
-        result = sweep_memory(loaded, batch_sizes=list(batch_sizes), seq_lens=list(seq_lens), device=device)
+        result = sweep_memory(loaded, batch_sizes=list(batch_sizes), seq_lens=list(seq_lens), method=method,
+                              device=where)
     except InvalidInput:
         raise
     except Exception as exc:  # noqa: BLE001 - the rest of the report stands without this section

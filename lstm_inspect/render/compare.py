@@ -54,6 +54,7 @@ def pair_json(p: PairComparison) -> dict[str, Any]:
         "macs": delta_json(p.macs),
         "flops": delta_json(p.flops),
         "memory_bytes": delta_json(p.memory_bytes),
+        "weights_bytes": delta_json(p.weights_bytes),
         "notes": list(p.notes),
     }
 
@@ -65,7 +66,7 @@ def compare_json(report: CompareReport) -> dict[str, Any]:
         "batch_size": report.batch,
         "seq_len": report.seq,
         "costs": [None if c is None else {"macs": c.macs, "flops": c.flops, "memory_bytes": c.memory_bytes,
-                                          "note": c.note} for c in report.costs],
+                                          "weights_bytes": c.weights_bytes, "note": c.note} for c in report.costs],
         "comparisons": [pair_json(p) for p in report.comparisons],
     }
     if len(report.comparisons) == 1:
@@ -135,7 +136,8 @@ def compare_rich(report: CompareReport, *, verbose: bool = False) -> list:
             costs.add_column("change", justify="right")
         for label, attr, fmt in (("MACs", "macs", lambda n: human_count(n, "MACs")),
                                  ("FLOPs", "flops", lambda n: human_count(n, "FLOPs")),
-                                 ("memory (estimate)", "memory_bytes", human_bytes)):
+                                 ("memory increment (estimate)", "memory_bytes", human_bytes),
+                                 ("weights (float32)", "weights_bytes", human_bytes)):
             base = report.costs[0]
             if base is None or getattr(base, attr) is None:
                 continue
@@ -145,6 +147,9 @@ def compare_rich(report: CompareReport, *, verbose: bool = False) -> list:
                 cells += ["-", "-"] if d is None else [fmt(d.pruned), _reduced(d)]
             costs.add_row(*cells)
         out.append(costs)
+        for name, c in zip(report.names, report.costs):
+            if c is not None and c.note:
+                out.append(Text(f"note: {name}: {c.note}", style="dim"))
     else:
         out.append(Text("FLOPs and memory: not available in this build (the flops/memory analyses are absent)",
                         style="dim"))
