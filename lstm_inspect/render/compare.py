@@ -74,13 +74,13 @@ def compare_json(report: CompareReport) -> dict[str, Any]:
     return envelope("compare", None, body)
 
 
-def _reduced(d: Delta) -> str:
+def _reduced(d: Delta, fmt=grouped) -> str:
     """The change from the original, as source document 003 prints it: ``-13,421,568 (-20.00%)``."""
     if d.reduced == 0:
         return "0"
     sign = "-" if d.reduced > 0 else "+"
     share = f"{sign}{percent(abs(d.reduction_ratio))}" if d.original else "new"
-    return f"{sign}{grouped(abs(d.reduced))} ({share})"
+    return f"{sign}{fmt(abs(d.reduced))} ({share})"
 
 
 def _value(v: Any) -> str:
@@ -144,7 +144,7 @@ def compare_rich(report: CompareReport, *, verbose: bool = False) -> list:
             cells = [label, fmt(getattr(base, attr))]
             for p in report.comparisons:
                 d = getattr(p, attr)
-                cells += ["-", "-"] if d is None else [fmt(d.pruned), _reduced(d)]
+                cells += ["-", "-"] if d is None else [fmt(d.pruned), _reduced(d, fmt)]
             costs.add_row(*cells)
         out.append(costs)
         for name, c in zip(report.names, report.costs):
