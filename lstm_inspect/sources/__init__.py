@@ -176,7 +176,20 @@ def _load_checkpoint(path: Path, overrides: Mapping[str, Any]) -> LoadedModel:
         "tensor_names": "checkpoint rnn.<w>_l<k>[_reverse] = module rnn.<k>.<w>_l0[_reverse]",
     }
     return LoadedModel(module=module, spec=None, description=description,
-                       sample_input=token_batch_input(dataclasses.replace(ModelSpec(), batch_first=base.batch_first)))
+                       sample_input=_padded_tokens(base.batch_first))
+
+
+def _padded_tokens(batch_first: bool):
+    """Token ids laid out as the stack expects; packed input (``--lengths``) is not supported by the stack model."""
+    make_tokens = token_batch_input(dataclasses.replace(ModelSpec(), batch_first=batch_first))
+
+    def make(batch: int, seq: int, device: Any = "cpu", lengths: Any = None) -> tuple:
+        if lengths is not None:
+            raise InvalidInput("--lengths (packed input) applies to the built-in model with uniform layers; "
+                               "a checkpoint with per-layer widths is analysed on padded batches only")
+        return make_tokens(batch, seq, device)
+
+    return make
 
 
 __all__ = ["resolve_source", "describe_spec"]
