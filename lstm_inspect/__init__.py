@@ -32,6 +32,8 @@ _LAZY = {
     "ParamReport": "lstm_inspect.analyses.params",
     "describe_structure": "lstm_inspect.analyses.structure",
     "StructureReport": "lstm_inspect.analyses.structure",
+    "count_flops": "lstm_inspect.analyses.flops",
+    "count_grid": "lstm_inspect.analyses.flops",
     "resolve_source": "lstm_inspect.sources",
     "compare_models": "lstm_inspect.analyses.compare",
     "run_report": "lstm_inspect.analyses.report",

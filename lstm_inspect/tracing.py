@@ -15,18 +15,71 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def fake_copy(loaded: "LoadedModel") -> Iterator[tuple["nn.Module", Any]]:
+def fake_copy(loaded: "LoadedModel", *, shape_only_recurrent: bool = False) -> Iterator[tuple["nn.Module", Any]]:
     """Yield ``(module, mode)``: a copy of ``loaded.module`` whose tensors are fakes on cpu.
 
-    The caller's module is left as it is (parameter identity, hence tied-weight detection,
-    survives only on the original). Enter ``mode`` around the forward pass.
+    The caller's module is left as it is. Enter ``mode`` around the forward pass.
+
+    Args:
+        shape_only_recurrent: give every recurrent module a forward that only makes outputs of the
+            right shapes. For analyses that need shapes, not allocations (structure, FLOPs): GRU, RNN
+            and projected LSTM run one op per time step even on fake tensors (seconds for T=2048),
+            while the shapes are known in closed form. Forward hooks still fire with real shapes.
     """
     from lstm_inspect.building import fake_mode, to_fake
 
-    module = copy.deepcopy(loaded.module)
+    module = _meta_copy(loaded.module)
     with fake_mode() as mode:
         to_fake(module, mode)
+    if shape_only_recurrent:
+        import types
+
+        from torch import nn
+
+        for sub in module.modules():
+            if isinstance(sub, nn.RNNBase):
+                sub.forward = types.MethodType(_recurrent_shapes, sub)
     yield module, mode
+
+
+def _recurrent_shapes(self, input, hx=None):
+    """nn.LSTM/GRU/RNN's outputs, shapes only: (output, h_n) or (output, (h_n, c_n))."""
+    from torch.nn.utils.rnn import PackedSequence
+
+    directions = 2 if self.bidirectional else 1
+    state_dim = self.proj_size or self.hidden_size
+    layers = directions * self.num_layers
+    if isinstance(input, PackedSequence):
+        data = input.data.new_empty((input.data.shape[0], directions * state_dim))
+        output = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
+        state_lead: tuple = (layers, int(input.batch_sizes[0]))
+        like = input.data
+    else:
+        output = input.new_empty((*input.shape[:-1], directions * state_dim))
+        if input.dim() == 3:
+            state_lead = (layers, input.shape[0] if self.batch_first else input.shape[1])
+        else:  # unbatched [T, I]
+            state_lead = (layers,)
+        like = input
+    h_n = like.new_empty((*state_lead, state_dim))
+    if self.mode == "LSTM":
+        return output, (h_n, like.new_empty((*state_lead, self.hidden_size)))
+    return output, h_n
+
+
+def _meta_copy(module: "nn.Module") -> "nn.Module":
+    """A deep copy whose parameters and buffers are on meta: a model loaded with real weights
+    (a checkpoint) is copied without copying its storage."""
+    import torch
+    from torch import nn
+
+    memo: dict[int, Any] = {}
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        if id(tensor) in memo or tensor.device.type == "meta":
+            continue
+        empty = torch.empty_like(tensor, device="meta")
+        memo[id(tensor)] = nn.Parameter(empty, requires_grad=tensor.requires_grad) if isinstance(tensor, nn.Parameter) else empty
+    return copy.deepcopy(module, memo)
 
 
 def shape_of(value: Any) -> Any:
@@ -50,7 +103,7 @@ def shape_of(value: Any) -> Any:
 def output_shapes(loaded: "LoadedModel", batch: int, seq: int) -> dict[str, Any]:
     """Qualified module name ("" for the root) -> nested output shape, for a token batch."""
     shapes: dict[str, Any] = {}
-    with fake_copy(loaded) as (module, mode):
+    with fake_copy(loaded, shape_only_recurrent=True) as (module, mode):
         handles = []
         for name, sub in module.named_modules():
             handles.append(sub.register_forward_hook(_recorder(shapes, name)))

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-_DECIMAL = ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
+_DECIMAL = ((10**18, "E"), (10**15, "P"), (10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K"))
 _BINARY = ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"))
 
 
 def human_count(n: int | float, unit: str = "") -> str:
     """``86_700_000 -> '86.70 M'``; ``1_537_130_496, 'MACs' -> '1.54 GMACs'``."""
-    sep = " " if not unit else " "
+    sep = " "
     for factor, prefix in _DECIMAL:
         if abs(n) >= factor:
             return f"{n / factor:.2f}{sep}{prefix}{unit}"

@@ -1,0 +1,113 @@
+"""``lstm-inspect flops``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from lstm_inspect.cli.app import app
+from lstm_inspect.cli.options import (
+    OUTPUT_PANEL, JsonFlag, ModelOptions, check_positive, model_options, parse_int_list, parse_lengths,
+)
+from lstm_inspect.cli.output import emit
+from lstm_inspect.errors import InvalidInput
+
+INPUT_PANEL = "Input"
+HARDWARE_PANEL = "Time estimate"
+#: Source document 000's grid.
+DEFAULT_BATCH_SIZES = "1,2,4,8,16"
+DEFAULT_SEQ_LENS = "32,64,128,256"
+MAX_SIZE = 1 << 24
+
+
+@app.command()
+@model_options
+def flops(
+    *,
+    model_opts: ModelOptions,
+    batch: Annotated[Optional[int], typer.Option("--batch", help="Batch size for the detailed view (default 1).",
+                                                 rich_help_panel=INPUT_PANEL, show_default=False)] = None,
+    seq: Annotated[Optional[int], typer.Option("--seq", help="Sequence length for the detailed view (default 32, "
+                                               "or max(--lengths)).", rich_help_panel=INPUT_PANEL,
+                                               show_default=False)] = None,
+    batch_sizes: Annotated[Optional[str], typer.Option("--batch-sizes", help="Grid: batch sizes, e.g. 1,2,4 "
+                                                       f"(default in a grid: {DEFAULT_BATCH_SIZES}).",
+                                                       rich_help_panel=INPUT_PANEL, show_default=False)] = None,
+    seq_lens: Annotated[Optional[str], typer.Option("--seq-lens", help="Grid: sequence lengths, e.g. 32,64 "
+                                                    f"(default in a grid: {DEFAULT_SEQ_LENS}).",
+                                                    rich_help_panel=INPUT_PANEL, show_default=False)] = None,
+    lengths: Annotated[Optional[str], typer.Option("--lengths", help="Packed batch: one length per sequence "
+                                                   "(32,17,5) or a file with one per line; compared with padding.",
+                                                   rich_help_panel=INPUT_PANEL, show_default=False)] = None,
+    hardware: Annotated[Optional[str], typer.Option("--hardware", help="Estimate time on a named accelerator: "
+                                                    "h100-sxm, a100-80gb, rtx-4090, t4, epyc-9654.",
+                                                    rich_help_panel=HARDWARE_PANEL, show_default=False)] = None,
+    peak_tflops: Annotated[Optional[float], typer.Option("--peak-tflops", help="Peak dense TFLOPS for the "
+                                                         "estimate (overrides the accelerator's).",
+                                                         rich_help_panel=HARDWARE_PANEL, show_default=False)] = None,
+    dtype: Annotated[str, typer.Option("--dtype", help="float32, float16 or bfloat16: bytes moved and which peak.",
+                                       rich_help_panel=HARDWARE_PANEL)] = "float32",
+    max_macs: Annotated[Optional[str], typer.Option("--max-macs", help="Budget: exit 1 if forward MACs exceed "
+                                                    "it (e.g. 1.5G; the largest grid cell in a grid).",
+                                                    rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
+    output: Annotated[Optional[Path], typer.Option("--output", help="Also save the JSON report to this file.",
+                                                   rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Exact MACs and FLOPs of a forward pass (and a training step), per module and component, with
+    closed-form checks, a batch × seq grid, packed vs padded input and time-on-hardware estimates."""
+    from lstm_inspect.budgets import Budget, enforce
+    from lstm_inspect.hardware import check_dtype, find_accelerator
+    from lstm_inspect.quantity import parse_count
+    from lstm_inspect.units import human_count
+
+    limit = parse_count(max_macs, "--max-macs") if max_macs is not None else None
+    dtype = check_dtype(dtype)
+    accelerator = find_accelerator(hardware) if hardware is not None else None
+    if peak_tflops is not None and not peak_tflops > 0:
+        raise InvalidInput(f"--peak-tflops must be positive, got {peak_tflops}")
+    if accelerator is not None and peak_tflops is None:
+        accelerator.peak(dtype)  # a dtype the accelerator has no peak for: fail before counting
+
+    if batch_sizes is not None or seq_lens is not None:
+        if lengths is not None or batch is not None or seq is not None:
+            raise InvalidInput("--batch-sizes/--seq-lens give a grid; drop --batch, --seq and --lengths "
+                               "(they are for the detailed view)")
+        if accelerator is not None or peak_tflops is not None:
+            raise InvalidInput("--hardware/--peak-tflops apply to the detailed view; drop --batch-sizes/--seq-lens")
+        bs = [check_positive(b, "--batch-sizes", maximum=MAX_SIZE)
+              for b in parse_int_list(batch_sizes if batch_sizes is not None else DEFAULT_BATCH_SIZES, "--batch-sizes")]
+        ss = [check_positive(s, "--seq-lens", maximum=MAX_SIZE)
+              for s in parse_int_list(seq_lens if seq_lens is not None else DEFAULT_SEQ_LENS, "--seq-lens")]
+        from lstm_inspect.analyses.flops import count_grid
+        from lstm_inspect.render.flops import grid_json, grid_rich
+
+        grid = count_grid(model_opts.load(), bs, ss)
+        emit(grid, as_json=json_output, to_json=grid_json, to_rich=grid_rich, output=output)
+        actual = grid.max_macs
+    else:
+        seq_given = seq is not None
+        if lengths is not None and batch is not None:
+            raise InvalidInput("--lengths sets the batch (one sequence per length); drop --batch")
+        seq = check_positive(seq if seq is not None else 32, "--seq", maximum=MAX_SIZE)
+        batch = check_positive(batch if batch is not None else 1, "--batch", maximum=MAX_SIZE)
+        lens = None
+        if lengths is not None:
+            lens = parse_lengths(lengths)
+            if max(lens) > MAX_SIZE:
+                raise InvalidInput(f"--lengths: every length must be at most {MAX_SIZE:,}")
+            if seq_given and max(lens) > seq:
+                raise InvalidInput(f"--lengths: a sequence of {max(lens)} is longer than --seq {seq}")
+            if not seq_given:
+                seq = max(lens)
+        from lstm_inspect.analyses.flops import count_flops
+        from lstm_inspect.render.flops import flops_json, flops_rich
+
+        report = count_flops(model_opts.load(), batch=batch, seq=seq, lengths=lens, accelerator=accelerator,
+                             peak_tflops=peak_tflops, dtype=dtype)
+        emit(report, as_json=json_output, to_json=flops_json, to_rich=flops_rich, output=output)
+        actual = report.macs
+    if limit is not None:
+        enforce([Budget("--max-macs", "MACs", limit, actual, lambda n: human_count(n, "MACs"))])

@@ -1,0 +1,126 @@
+"""``lstm-inspect memory``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Optional
+
+import typer
+
+from lstm_inspect.cli.app import app
+from lstm_inspect.cli.options import JsonFlag, ModelOptions, model_options, parse_int_list, parse_lengths
+from lstm_inspect.cli.output import emit
+from lstm_inspect.errors import EXIT_INTERRUPTED, InvalidInput
+
+SWEEP_PANEL = "Sweep"
+#: Beyond these a grid value is a typo (the estimate would still answer; the measurement could not).
+MAX_BATCH = 2**31 - 1
+MAX_SEQ = 2**31 - 1
+
+
+def _opt(*names: str, help: str, **kwargs):
+    return typer.Option(*names, help=help, rich_help_panel=SWEEP_PANEL, **kwargs)
+
+
+@app.command()
+@model_options
+def memory(
+    *,
+    model_opts: ModelOptions,
+    batch_sizes: Annotated[str, _opt("--batch-sizes", help="Batch sizes (rows), e.g. 1,2,4,8,16.")] = "1,2,4,8,16",
+    seq_lens: Annotated[str, _opt("--seq-lens", help="Sequence lengths (columns), e.g. 32,64,128,256.")] = "32,64,128,256",
+    lengths: Annotated[Optional[str], _opt("--lengths", help="One packed batch of these sequence lengths (32,17,5 or a "
+                                           "file of one length per line) instead of the grid.", show_default=False)] = None,
+    method: Annotated[str, _opt("--method", help="measure, estimate (fake tensors, nothing allocated) or both. Default "
+                                "auto: both on CUDA, estimate on the CPU (measuring there runs the real forwards).")] = "auto",
+    mode: Annotated[str, _opt("--mode", help="infer (forward under no_grad) or train (forward + loss + backward).")] = "infer",
+    optimizer: Annotated[str, _opt("--optimizer", help="train mode: none, sgd (no momentum: no state) or adam "
+                                   "(two moments per parameter).")] = "none",
+    dtype: Annotated[str, _opt("--dtype", help="float32, float16 or bfloat16 (weights and activations).")] = "float32",
+    device: Annotated[str, _opt("--device", help="Where to measure: auto, cpu, cuda or cuda:N (no CUDA: warning, CPU).")] = "auto",
+    budget: Annotated[Optional[str], _opt("--budget", help="Device memory, e.g. 24GiB: per sequence length, the largest "
+                                          "batch whose weights + estimated increment fit.", show_default=False)] = None,
+    max_memory: Annotated[Optional[str], _opt("--max-memory", help="Exit 1 when any cell's increment exceeds this "
+                                              "(e.g. 512MiB; measured where measured, else estimated).",
+                                              show_default=False)] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Memory increment of one forward (or training step) over a batch × seq grid: measured and/or estimated."""
+    from lstm_inspect.analyses.memory import DTYPES, METHODS, MODES, OPTIMIZERS, check_choice
+
+    mode = check_choice(mode, MODES, "--mode")
+    optimizer = check_choice(optimizer, OPTIMIZERS, "--optimizer")
+    if optimizer != "none" and mode != "train":
+        raise InvalidInput(f"--optimizer {optimizer} applies to --mode train only")
+    dtype = check_choice(dtype, DTYPES, "--dtype")
+    method = check_choice(method, ("auto", *METHODS), "--method")
+    batches = _checked(parse_int_list(batch_sizes, "--batch-sizes"), "--batch-sizes", MAX_BATCH)
+    seqs = _checked(parse_int_list(seq_lens, "--seq-lens"), "--seq-lens", MAX_SEQ)
+    packed = parse_lengths(lengths) if lengths is not None else None
+    from lstm_inspect.budgets import Budget, enforce
+    from lstm_inspect.quantity import parse_bytes
+
+    budget_bytes = parse_bytes(budget, "--budget") if budget is not None else None
+    max_bytes = parse_bytes(max_memory, "--max-memory") if max_memory is not None else None
+
+    loaded = model_opts.load()
+    if packed is not None and budget_bytes is not None:
+        raise InvalidInput("--budget searches the batch size of the grid; it does not apply to --lengths (one batch)")
+    if packed is not None and loaded.spec is None:
+        raise InvalidInput("--lengths (packed input) applies to the built-in model family only")
+    from lstm_inspect.analyses.memory import sweep_memory
+    from lstm_inspect.building import resolve_device
+    from lstm_inspect.render.memory import memory_json, memory_rich
+    from lstm_inspect.units import human_bytes
+
+    target = resolve_device(device)
+    if method == "auto":
+        method = "both" if target.type == "cuda" else "estimate"
+    with _progress() as on_cell:
+        report = sweep_memory(loaded, batch_sizes=batches, seq_lens=seqs, method=method, mode=mode, optimizer=optimizer,
+                              dtype=dtype, device=target, lengths=packed, budget_bytes=budget_bytes, on_cell=on_cell)
+    emit(report, as_json=json_output, to_json=memory_json, to_rich=memory_rich)
+    if report.interrupted:
+        sys.stderr.write(f"interrupted: {len(report.cells)} of {report.total_cells} cells finished (shown above)\n")
+        raise typer.Exit(EXIT_INTERRUPTED)
+    if max_bytes is not None:
+        worst = max((c for c in report.cells if c.bytes is not None), key=lambda c: c.bytes, default=None)
+        if worst is not None:
+            enforce([Budget("--max-memory", f"memory increment of batch {worst.batch_size} × seq {worst.seq_len}",
+                            max_bytes, int(worst.bytes), human_bytes)])
+
+
+def _checked(values: list[int], option: str, maximum: int) -> list[int]:
+    for value in values:
+        if value > maximum:
+            raise InvalidInput(f"{option}: every value must be at most {maximum:,}, got {value:,}")
+    if len(set(values)) != len(values):
+        raise InvalidInput(f"{option}: {','.join(map(str, values))} repeats a value")
+    return values
+
+
+class _progress:
+    """A Rich progress bar on stderr while the sweep runs, only when stderr is a terminal."""
+
+    def __enter__(self):
+        self._bar = None
+        if not sys.stderr.isatty():
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        from lstm_inspect.render.common import make_console
+
+        self._bar = Progress(TextColumn("memory"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                             TextColumn("{task.description}"), console=make_console(stderr=True), transient=True)
+        self._bar.start()
+        self._task = self._bar.add_task("", total=None)
+
+        def on_cell(cell, done: int, total: int) -> None:
+            self._bar.update(self._task, completed=done, total=total,
+                             description=f"batch {cell.batch_size} × seq {cell.seq_len}: {cell.status}")
+
+        return on_cell
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.stop()

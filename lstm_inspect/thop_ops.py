@@ -1,0 +1,182 @@
+"""Our ``thop`` ``custom_ops``: exact MACs (and element-wise FLOPs) for recurrent models.
+
+thop 0.1.1's own hooks ignore ``proj_size``, count bias adds and element-wise work inside one
+number, and charge a packed batch ``max(batch_sizes) × len(batch_sizes)`` cell steps. The hooks
+here replace them for ``nn.LSTM``/``nn.GRU``/``nn.RNN``, ``nn.Linear`` and ``nn.Embedding``, so the
+count is the same whichever ``thop`` distribution is installed:
+
+* ``m.total_ops`` receives MACs only (multiply-accumulates of the matrix products), so the figure
+  ``thop.profile`` returns is MACs;
+* a :class:`Recorder` keeps, per module and per recurrent layer × direction, the MACs, the
+  element-wise FLOPs (bias adds, activations, cell update) and the cell steps, for the report.
+
+Every hook adds (``+=``): a module called several times (the built-in model's packed forward under
+fake tensors runs one call per distinct sequence length) is charged for every call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from torch import nn
+
+#: Gates per cell type (LSTM i, f, g, o; GRU r, z, n; plain RNN one).
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def cell_kind(module: "nn.Module") -> str:
+    """``lstm``, ``gru`` or ``rnn`` for an ``nn.RNNBase`` (from its ``mode``)."""
+    mode = str(getattr(module, "mode", "")).upper()
+    if mode == "LSTM":
+        return "lstm"
+    if mode == "GRU":
+        return "gru"
+    return "rnn"
+
+
+def step_macs(cell: str, hidden: int, layer_input: int, proj_size: int = 0) -> int:
+    """MACs of one cell step of one layer and direction: ``G·H·(I + H_r)`` (+ ``H_r·H`` projection)."""
+    state = proj_size or hidden
+    macs = GATES[cell] * hidden * (layer_input + state)
+    if proj_size:
+        macs += proj_size * hidden
+    return macs
+
+
+def step_elementwise(cell: str, hidden: int, bias: bool) -> int:
+    """Element-wise FLOPs of one cell step (each add, multiply or activation evaluation = 1).
+
+    LSTM: bias adds 8H (b_ih and b_hh), activations 5H (3 sigmoid + 2 tanh), cell update 4H
+    (f·c, i·g, +, o·tanh(c)). GRU: bias 6H, 2H sigmoid, n gate 3H (r·hh_n, +, tanh), update 4H
+    ((1 − z), ·n, z·h, +). RNN: bias 2H, activation H. The sum of the input and hidden products
+    is inside ``2·MACs`` (a dot product of K terms is 2K − 1 FLOPs, so two of them plus their sum
+    is exactly 2·(I + H_r)).
+    """
+    if cell == "lstm":
+        return (8 * hidden if bias else 0) + 5 * hidden + 4 * hidden
+    if cell == "gru":
+        return (6 * hidden if bias else 0) + 2 * hidden + 3 * hidden + 4 * hidden
+    return (2 * hidden if bias else 0) + hidden
+
+
+@dataclass
+class DirectionCount:
+    """What one layer × direction of one recurrent module did, summed over calls."""
+
+    module: str
+    layer: int
+    direction: int          # 0 forward, 1 reverse
+    cell: str
+    hidden: int
+    layer_input: int
+    proj_size: int
+    bias: bool
+    cell_steps: int = 0     # sequences × time steps actually run
+    macs: int = 0
+    elementwise: int = 0
+
+
+@dataclass
+class ModuleCount:
+    """One leaf module's totals, summed over calls."""
+
+    name: str
+    type: str
+    macs: int = 0
+    elementwise: int = 0
+    calls: int = 0
+    output_elements: int = 0       # elements written (each read once by the next module)
+    sequential_steps: int = 0      # recurrent modules: time steps run one after the other
+
+
+@dataclass
+class Recorder:
+    """Collects exact counts from the hooks; keyed by qualified module name."""
+
+    names: dict[int, str] = field(default_factory=dict)
+    modules: dict[str, ModuleCount] = field(default_factory=dict)
+    directions: dict[tuple[str, int, int], DirectionCount] = field(default_factory=dict)
+
+    def module(self, m: "nn.Module") -> ModuleCount:
+        name = self.names.get(id(m), type(m).__name__)
+        if name not in self.modules:
+            self.modules[name] = ModuleCount(name=name, type=type(m).__name__)
+        return self.modules[name]
+
+
+def _steps(m: "nn.Module", x: tuple) -> tuple[int, int]:
+    """(cell steps per layer and direction, sequential time steps) for a recurrent module's input."""
+    from torch.nn.utils.rnn import PackedSequence
+
+    inp = x[0]
+    if isinstance(inp, PackedSequence):
+        sizes = inp.batch_sizes
+        return int(sizes.sum()), int(sizes.numel())
+    if inp.dim() == 2:  # unbatched [T, I]
+        return int(inp.shape[0]), int(inp.shape[0])
+    batch, time = (inp.shape[0], inp.shape[1]) if m.batch_first else (inp.shape[1], inp.shape[0])
+    return int(batch) * int(time), int(time)
+
+
+def _add_ops(m: "nn.Module", macs: int) -> None:
+    import torch
+
+    m.total_ops += torch.tensor([float(macs)], dtype=torch.float64)
+
+
+def make_custom_ops(recorder: Recorder) -> dict[type, Callable[..., None]]:
+    """The ``custom_ops`` mapping for ``thop.profile``, recording into ``recorder``."""
+    from torch import nn
+
+    def recurrent(m: "nn.RNNBase", x: tuple, y: Any) -> None:
+        cell = cell_kind(m)
+        steps, sequential = _steps(m, x)
+        hidden = int(m.hidden_size)
+        proj = int(getattr(m, "proj_size", 0) or 0)
+        state = proj or hidden
+        directions = 2 if m.bidirectional else 1
+        record = recorder.module(m)
+        total_macs = 0
+        for layer in range(int(m.num_layers)):
+            layer_input = int(m.input_size) if layer == 0 else state * directions
+            macs = steps * step_macs(cell, hidden, layer_input, proj)
+            elementwise = steps * step_elementwise(cell, hidden, bool(m.bias))
+            for direction in range(directions):
+                key = (record.name, layer, direction)
+                d = recorder.directions.get(key)
+                if d is None:
+                    d = recorder.directions[key] = DirectionCount(
+                        record.name, layer, direction, cell, hidden, layer_input, proj, bool(m.bias))
+                d.cell_steps += steps
+                d.macs += macs
+                d.elementwise += elementwise
+                record.elementwise += elementwise
+                total_macs += macs
+        record.macs += total_macs
+        record.calls += 1
+        record.sequential_steps += sequential
+        # outputs of every layer and direction (the next layer's input), plus the G·H input-product
+        # pre-activations computed for all steps at once: written once, read once
+        record.output_elements += steps * directions * int(m.num_layers) * (state + GATES[cell] * hidden)
+        _add_ops(m, total_macs)
+
+    def linear(m: "nn.Linear", x: tuple, y: Any) -> None:
+        rows = int(y.numel()) // int(m.out_features)
+        macs = rows * int(m.in_features) * int(m.out_features)
+        record = recorder.module(m)
+        record.macs += macs
+        record.elementwise += rows * int(m.out_features) if m.bias is not None else 0
+        record.calls += 1
+        record.output_elements += int(y.numel())
+        _add_ops(m, macs)
+
+    def embedding(m: "nn.Embedding", x: tuple, y: Any) -> None:
+        # a table lookup: no arithmetic
+        record = recorder.module(m)
+        record.calls += 1
+        record.output_elements += int(y.numel())
+        _add_ops(m, 0)
+
+    return {nn.LSTM: recurrent, nn.GRU: recurrent, nn.RNN: recurrent, nn.Linear: linear, nn.Embedding: embedding}

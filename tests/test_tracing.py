@@ -1,0 +1,75 @@
+"""fake_copy: a forward-ready fake copy that leaves the original (real or meta) untouched."""
+
+from __future__ import annotations
+
+import torch
+from torch._subclasses.fake_tensor import FakeTensor
+
+from lstm_inspect.building import build_real
+from lstm_inspect.source import LoadedModel, token_batch_input
+from lstm_inspect.spec import ModelSpec
+from lstm_inspect.tracing import _meta_copy, fake_copy
+
+
+def _real_loaded(spec):
+    return LoadedModel(build_real(spec, torch.device("cpu")), spec, {"source": "test", "name": "t"}, token_batch_input(spec))
+
+
+def test_fake_copy_of_a_real_model_copies_no_storage():
+    spec = ModelSpec(embed_dim=32, hidden_dim=32, vocab_size=64, tie_weights=True)
+    loaded = _real_loaded(spec)
+    before = loaded.module.embed.weight.detach().clone()
+    meta = _meta_copy(loaded.module)
+    assert all(p.device.type == "meta" for p in meta.parameters())
+    assert meta.proj.weight is meta.embed.weight  # tying survives the copy
+    with fake_copy(loaded) as (module, mode):
+        assert all(isinstance(p, FakeTensor) for p in module.parameters())
+        with mode:
+            out = module(*loaded.sample_input(3, 7, "cpu"))
+        assert tuple(out.shape) == (3, 7, 64)
+    assert loaded.module.embed.weight.device.type == "cpu"
+    assert loaded.module.proj.weight is loaded.module.embed.weight
+    assert torch.equal(loaded.module.embed.weight, before)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+def _shapes(value):
+    from torch.nn.utils.rnn import PackedSequence
+
+    if isinstance(value, PackedSequence):
+        return ("packed", tuple(value.data.shape), tuple(value.batch_sizes.tolist()))
+    if isinstance(value, torch.Tensor):
+        return tuple(value.shape)
+    return tuple(_shapes(v) for v in value)
+
+
+@settings(max_examples=30, deadline=None)
+@given(cell=st.sampled_from(["LSTM", "GRU", "RNN"]), layers=st.integers(1, 3), bidirectional=st.booleans(),
+       batch_first=st.booleans(), proj=st.booleans(), kind=st.sampled_from(["batched", "unbatched", "packed"]),
+       batch=st.integers(1, 4), seq=st.integers(1, 6))
+def test_shape_only_recurrent_forward_matches_the_real_one(cell, layers, bidirectional, batch_first, proj, kind, batch, seq):
+    """The stand-in forward used for shape-only analyses returns exactly the real module's shapes."""
+    import types
+
+    from torch import nn
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from lstm_inspect.tracing import _recurrent_shapes
+
+    kwargs = dict(input_size=5, hidden_size=6, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first)
+    if cell == "LSTM" and proj:
+        kwargs["proj_size"] = 3
+    real = getattr(nn, cell)(**kwargs)
+    if kind == "unbatched":
+        x = torch.zeros(seq, 5)
+    else:
+        x = torch.zeros((batch, seq, 5) if batch_first else (seq, batch, 5))
+    if kind == "packed":
+        lengths = torch.tensor([max(1, seq - i) for i in range(batch)])
+        x = pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False)
+    expected = _shapes(real(x))
+    stand_in = types.MethodType(_recurrent_shapes, real)
+    assert _shapes(stand_in(x)) == expected
