@@ -110,3 +110,18 @@ def test_factory_default_and_custom_sample_input(tmp_path, monkeypatch):
         assert result.exit_code == 2 and "no attribute" in result.stderr
     finally:
         sys.modules.pop("factories_5a", None)
+
+
+def test_params_json_with_decoder_layers_matches_its_schema(tmp_path):
+    from transformers import GPT2Config
+
+    from tests.schema_helpers import validate
+
+    GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50, n_positions=16).to_json_file(tmp_path / "config.json")
+    doc = json.loads(runner.invoke(app, ["params", "--json", "--model", str(tmp_path / "config.json")]).stdout)
+    validate(doc)
+    doc["layers"]["kind"] = "encoder"
+    import jsonschema
+
+    with pytest.raises(jsonschema.ValidationError):
+        validate(doc)
