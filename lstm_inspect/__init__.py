@@ -34,6 +34,9 @@ _LAZY = {
     "StructureReport": "lstm_inspect.analyses.structure",
     "count_flops": "lstm_inspect.analyses.flops",
     "count_grid": "lstm_inspect.analyses.flops",
+    "resolve_source": "lstm_inspect.sources",
+    "compare_models": "lstm_inspect.analyses.compare",
+    "run_report": "lstm_inspect.analyses.report",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from lstm_inspect.analyses import classify, closed_form
 
 if TYPE_CHECKING:
+    from lstm_inspect.analyses.layers import LayerReport
     from lstm_inspect.source import LoadedModel
 
 #: Bytes per element for the storage sizes shown (source document 004 shows MB per dtype).
@@ -60,6 +61,8 @@ class ParamReport:
     layer_types: tuple[ShareRow, ...]
     checks: tuple[ClosedFormCheck, ...]
     notes: tuple[str, ...] = ()
+    #: Source document 003's per-decoder-layer fields, for transformers models (None otherwise).
+    layers: "LayerReport | None" = None
 
     @property
     def checks_ok(self) -> bool:
@@ -79,11 +82,20 @@ def count_params(loaded: "LoadedModel") -> ParamReport:
             "PyTorch keeps two bias vectors per recurrent layer and direction (b_ih and b_hh); "
             "the textbook formula G·((I + H)·H + H) has one, so it is short by G·H per layer and direction."
         )
+    elif _stack_of(module) is not None:
+        from lstm_inspect.sources.pruned import closed_form_checks
+
+        checks = closed_form_checks(_stack_of(module), tensors)
+        notes.append("layers of different widths (a pruned checkpoint): each recurrent layer is checked with its own "
+                     "input, hidden and state widths; PyTorch keeps two bias vectors per layer and direction")
     else:
         checks = ()
         notes.append("closed-form checks apply to the built-in model family only; this model is counted, not checked")
     if any(t.tied_to for t in tensors):
         notes.append("tied (shared) tensors are counted once, under their first name")
+    from lstm_inspect.analyses.layers import describe_layers
+
+    layers = describe_layers(loaded)
     return ParamReport(
         model=loaded.description,
         total=total,
@@ -95,7 +107,16 @@ def count_params(loaded: "LoadedModel") -> ParamReport:
         layer_types=_shares(tensors, total, "layer_type", classify.LAYER_TYPES),
         checks=checks,
         notes=tuple(notes),
+        layers=layers if layers.kind == "decoder" else None,
     )
+
+
+def _stack_of(module) -> Any:
+    """The per-layer widths of a pruned built-in model (``PrunedRecurrentLanguageModel.stack``), else None."""
+    from lstm_inspect.sources.infer import StackSpec
+
+    stack = getattr(module, "stack", None)
+    return stack if isinstance(stack, StackSpec) else None
 
 
 def _tensor_rows(module) -> list[TensorRow]:

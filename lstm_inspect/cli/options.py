@@ -42,6 +42,7 @@ class ModelOptions:
     batch_first: bool = True
     tie_weights: bool = False
     tokenizer: str | None = None
+    model: str | None = None
 
     def spec(self):
         """The validated ModelSpec these flags describe (resolving ``--tokenizer`` for the vocabulary)."""
@@ -61,10 +62,32 @@ class ModelOptions:
         )
 
     def load(self) -> "LoadedModel":
-        """The model these flags describe, on meta (nothing allocated)."""
+        """The model these flags describe, on meta (nothing allocated).
+
+        With ``--model SOURCE`` the source decides; the other model flags that differ from their
+        defaults are passed to it as overrides (see :func:`lstm_inspect.sources.resolve_source`).
+        """
+        if self.model is not None:
+            from lstm_inspect.sources import resolve_source
+
+            return resolve_source(self.model, overrides=self.changed_fields())
         from lstm_inspect.source import load_builtin
 
         return load_builtin(self.spec(), vocab_from=self.tokenizer)
+
+    def changed_fields(self) -> dict[str, Any]:
+        """Spec fields whose flags differ from their defaults (a flag given with its default value is not seen)."""
+        defaults = ModelOptions()
+        changed: dict[str, Any] = {}
+        for name in ("cell", "vocab_size", "embed_dim", "hidden_dim", "num_layers", "bidirectional", "proj_size",
+                     "dropout", "batch_first", "tie_weights"):
+            if getattr(self, name) != getattr(defaults, name):
+                changed[name] = getattr(self, name)
+        if self.no_bias:
+            changed["bias"] = False
+        if self.tokenizer is not None:
+            changed["vocab_size"] = self.spec().vocab_size
+        return changed
 
 
 _MODEL_PARAMS = [
@@ -83,6 +106,11 @@ _MODEL_PARAMS = [
     ("tokenizer", Annotated[Optional[str], _opt("--tokenizer",
         help="Take the vocabulary size from a tokenizer: a local directory or a name in the Hugging Face "
              "cache (never downloaded).", show_default=False)], None),
+    ("model", Annotated[Optional[str], _opt("--model",
+        help="Model source: key=value overrides of the built-in spec (hidden_dim=512,num_layers=3), a spec "
+             ".json/.toml, a checkpoint .pt/.pth/.bin/.ckpt/.safetensors (architecture inferred from the shapes), "
+             "a transformers config.json or hf:<model_type> (built without weights), or package.module:factory. "
+             "Other model flags override a built-in spec source.", show_default=False)], None),
 ]
 
 

@@ -31,7 +31,16 @@ def params_json(report: ParamReport) -> dict[str, Any]:
             for t in report.tensors
         ],
         "notes": list(report.notes),
+        "layers": _layers_json(report),
     })
+
+
+def _layers_json(report: ParamReport) -> dict[str, Any] | None:
+    if report.layers is None:
+        return None
+    from lstm_inspect.render.layers import layers_json
+
+    return layers_json(report.layers)
 
 
 def _share(s) -> dict[str, Any]:
@@ -96,6 +105,10 @@ def params_rich(report: ParamReport, *, top: int | None = DEFAULT_TOP) -> list:
             checks.add_row(c.component, formula, grouped(c.expected), grouped(c.counted),
                            Text("ok", style="green") if c.ok else Text("MISMATCH", style="bold red"))
         out.append(checks)
+    if report.layers is not None:
+        from lstm_inspect.render.layers import decoder_layers_rich
+
+        out.extend(decoder_layers_rich(report.layers, limit=top))
     for note in report.notes:
         out.append(Text(f"note: {note}", style="dim"))
     return out

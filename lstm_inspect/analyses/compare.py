@@ -1,0 +1,264 @@
+"""Two or more models side by side: source document 003's original-vs-pruned comparison.
+
+Every model after the first is compared with the first (``original`` = the first, ``pruned`` = the
+other, whatever the labels): totals with ``reduced`` and ``reduction_ratio``, per component and layer
+type, per decoder layer (attention, MLP, head counts, intermediate size) or per recurrent layer and
+direction (hidden size), the hyperparameters that changed, and the layers removed entirely.
+``reduced`` is negative (and so is the ratio) when the other model is the larger one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Sequence
+
+from lstm_inspect.analyses.layers import LayerReport, describe_layers
+from lstm_inspect.analyses.params import ParamReport, count_params
+
+if TYPE_CHECKING:
+    from lstm_inspect.source import LoadedModel
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One quantity in the original and the other model."""
+
+    original: int
+    pruned: int
+
+    @property
+    def reduced(self) -> int:
+        return self.original - self.pruned
+
+    @property
+    def reduction_ratio(self) -> float:
+        return self.reduced / self.original if self.original else 0.0
+
+
+@dataclass(frozen=True)
+class Change:
+    """A hyperparameter whose value differs (``hidden_dim: 768 -> 614``)."""
+
+    name: str
+    original: Any
+    pruned: Any
+
+
+@dataclass(frozen=True)
+class LayerDelta:
+    layer_idx: int
+    direction: str | None              # recurrent layers: "forward" | "reverse"; decoder layers: None
+    total: Delta
+    attention: Delta | None = None
+    mlp: Delta | None = None
+    norm: Delta | None = None
+    changes: tuple[Change, ...] = ()   # num_heads, num_kv_heads, intermediate_size / hidden_size, input_size...
+    is_zero_layer: bool = False        # the other model has nothing left of this layer
+
+
+@dataclass(frozen=True)
+class CostSummary:
+    """The FLOPs and memory estimate of one model at the compared batch × seq (None where unavailable)."""
+
+    macs: int | None = None
+    flops: int | None = None
+    memory_bytes: int | None = None   # the estimated increment of one forward (source document 000's quantity)
+    weights_bytes: int | None = None  # the weights at float32, resident before the step
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class PairComparison:
+    original_name: str
+    pruned_name: str
+    total: Delta
+    embedding: Delta
+    lm_head: Delta
+    layer_params: Delta
+    components: tuple[tuple[str, Delta], ...]
+    layer_types: tuple[tuple[str, Delta], ...]
+    layers: tuple[LayerDelta, ...]
+    changed: tuple[Change, ...]
+    zero_layers: tuple[int, ...]
+    macs: Delta | None = None
+    flops: Delta | None = None
+    memory_bytes: Delta | None = None
+    weights_bytes: Delta | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CompareReport:
+    names: tuple[str, ...]
+    models: tuple[dict[str, Any], ...]
+    batch: int
+    seq: int
+    params: tuple[ParamReport, ...]
+    layers: tuple[LayerReport, ...]
+    costs: tuple[CostSummary | None, ...]
+    comparisons: tuple[PairComparison, ...]    # each model after the first, against the first
+
+
+def compare_models(models: Sequence["LoadedModel"], names: Sequence[str], *, batch: int = 1, seq: int = 32,
+                   costs: bool = True) -> CompareReport:
+    """Compare ``models[1:]`` each with ``models[0]``.
+
+    Args:
+        models: two or more loaded models.
+        names: their labels, one each.
+        batch, seq: the token batch at which FLOPs and memory are estimated.
+        costs: estimate FLOPs and memory too (where those analyses are available).
+    """
+    if len(models) < 2 or len(models) != len(names):
+        raise ValueError("compare needs two or more models, one name each")
+    params = tuple(count_params(m) for m in models)
+    layers = tuple(describe_layers(m) for m in models)
+    summaries = tuple(cost_summary(m, batch, seq) if costs else None for m in models)
+    pairs = tuple(
+        _pair(names[0], names[i], params[0], params[i], layers[0], layers[i], summaries[0], summaries[i])
+        for i in range(1, len(models))
+    )
+    return CompareReport(tuple(names), tuple(m.description for m in models), batch, seq, params, layers,
+                         summaries, pairs)
+
+
+def cost_summary(loaded: "LoadedModel", batch: int, seq: int) -> CostSummary | None:
+    """FLOPs (``lstm_inspect.analyses.flops``) and the memory estimate (``...memory``), where they exist.
+
+    Memory is the estimate (fake tensors, nothing allocated) of one forward's increment at
+    ``batch`` × ``seq``, and the weights' bytes, for every model alike.
+
+    Each engine is optional: a missing one leaves its fields None, and its failure on a model is a
+    note rather than a failed comparison.
+    """
+    import importlib
+
+    fields: dict[str, Any] = {}
+    notes: list[str] = []
+    for name, getter in (("flops", _flops_fields), ("memory", _memory_fields)):
+        try:
+            module = importlib.import_module(f"lstm_inspect.analyses.{name}")
+        except ImportError:
+            continue
+        try:
+            fields.update(getter(module, loaded, batch, seq))
+        except Exception as exc:  # noqa: BLE001 - one engine failing on one model must not sink the comparison
+            notes.append(f"{name}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__}")
+    if not fields and not notes:
+        return None
+    return CostSummary(note="; ".join(notes) or None, **fields)
+
+
+def _flops_fields(module: Any, loaded: "LoadedModel", batch: int, seq: int) -> dict[str, Any]:
+    count = getattr(module, "count_flops", None)
+    if count is None:
+        return {}
+    report = count(loaded, batch=batch, seq=seq)
+    out = {}
+    for field, names in (("macs", ("macs", "total_macs")), ("flops", ("flops", "total_flops"))):
+        for attr in names:
+            value = getattr(report, attr, None)
+            if isinstance(value, int):
+                out[field] = value
+                break
+    return out
+
+
+def _memory_fields(module: Any, loaded: "LoadedModel", batch: int, seq: int) -> dict[str, Any]:
+    sweep = getattr(module, "sweep_memory", None)
+    if sweep is None:
+        return {}
+    report = sweep(loaded, batch_sizes=[batch], seq_lens=[seq], method="estimate")
+    cell = report.cells[0] if report.cells else None
+    out: dict[str, Any] = {"weights_bytes": int(report.weights_bytes)}
+    if cell is not None and cell.estimated_bytes is not None:
+        out["memory_bytes"] = int(cell.estimated_bytes)
+    elif cell is not None and cell.reason:
+        raise RuntimeError(cell.reason)
+    return out
+
+
+def _shares(a: tuple, b: tuple) -> tuple[tuple[str, Delta], ...]:
+    first = {s.name: s.count for s in a}
+    other = {s.name: s.count for s in b}
+    order = [s.name for s in a] + [s.name for s in b if s.name not in first]
+    return tuple((name, Delta(first.get(name, 0), other.get(name, 0))) for name in order)
+
+
+def _pair(name_a: str, name_b: str, pa: ParamReport, pb: ParamReport, la: LayerReport, lb: LayerReport,
+          ca: CostSummary | None, cb: CostSummary | None) -> PairComparison:
+    notes: list[str] = []
+    if la.kind != lb.kind:
+        notes.append(f"the models' layers are of different kinds ({la.kind} vs {lb.kind}): "
+                     "no per-layer comparison")
+        layers: tuple[LayerDelta, ...] = ()
+    elif la.kind == "decoder":
+        layers = _decoder_deltas(la, lb)
+    elif la.kind == "recurrent":
+        layers = _recurrent_deltas(la, lb)
+    else:
+        layers = ()
+    zero = tuple(sorted({l.layer_idx for l in layers if l.is_zero_layer}))
+
+    def cost(attr: str) -> Delta | None:
+        a, b = getattr(ca, attr, None), getattr(cb, attr, None)
+        return Delta(a, b) if isinstance(a, int) and isinstance(b, int) else None
+
+    return PairComparison(
+        original_name=name_a, pruned_name=name_b,
+        total=Delta(pa.total, pb.total),
+        embedding=Delta(la.embedding_params, lb.embedding_params),
+        lm_head=Delta(la.lm_head_params, lb.lm_head_params),
+        layer_params=Delta(la.layer_params, lb.layer_params),
+        components=_shares(pa.components, pb.components),
+        layer_types=_shares(pa.layer_types, pb.layer_types),
+        layers=layers,
+        changed=_changes(la.hyperparameters, lb.hyperparameters),
+        zero_layers=zero,
+        macs=cost("macs"), flops=cost("flops"), memory_bytes=cost("memory_bytes"), weights_bytes=cost("weights_bytes"),
+        notes=tuple(notes),
+    )
+
+
+def _changes(a: dict[str, Any], b: dict[str, Any]) -> tuple[Change, ...]:
+    keys = list(a) + [k for k in b if k not in a]
+    return tuple(Change(k, a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k))
+
+
+def _decoder_deltas(la: LayerReport, lb: LayerReport) -> tuple[LayerDelta, ...]:
+    other = {l.layer_idx: l for l in lb.decoder_layers}
+    out = []
+    count = max(len(la.decoder_layers), len(lb.decoder_layers))
+    mine = {l.layer_idx: l for l in la.decoder_layers}
+    for idx in range(count):
+        a, b = mine.get(idx), other.get(idx)
+        total = Delta(a.total if a else 0, b.total if b else 0)
+        attention = Delta(a.attention.total if a and a.attention else 0, b.attention.total if b and b.attention else 0)
+        mlp = Delta(a.mlp.total if a and a.mlp else 0, b.mlp.total if b and b.mlp else 0)
+        norm = Delta(a.norm if a else 0, b.norm if b else 0)
+        changes = []
+        for name, get in (("num_heads", lambda l: l.attention.num_heads if l.attention else 0),
+                          ("num_kv_heads", lambda l: l.attention.num_kv_heads if l.attention else 0),
+                          ("intermediate_size", lambda l: l.mlp.intermediate_size if l.mlp else 0)):
+            va, vb = (get(a) if a else 0), (get(b) if b else 0)
+            changes.append(Change(name, va, vb))
+        out.append(LayerDelta(idx, None, total, attention, mlp, norm, tuple(changes),
+                              is_zero_layer=total.original > 0 and total.pruned == 0))
+    return tuple(out)
+
+
+def _recurrent_deltas(la: LayerReport, lb: LayerReport) -> tuple[LayerDelta, ...]:
+    mine = {(l.layer_idx, l.direction): l for l in la.recurrent_layers}
+    other = {(l.layer_idx, l.direction): l for l in lb.recurrent_layers}
+    keys = sorted(set(mine) | set(other), key=lambda k: (k[0], k[1] != "forward"))
+    out = []
+    for key in keys:
+        a, b = mine.get(key), other.get(key)
+        total = Delta(a.params if a else 0, b.params if b else 0)
+        changes = tuple(
+            Change(name, getattr(a, name) if a else 0, getattr(b, name) if b else 0)
+            for name in ("hidden_size", "input_size", "proj_size")
+        )
+        out.append(LayerDelta(key[0], key[1], total, changes=changes,
+                              is_zero_layer=total.original > 0 and total.pruned == 0))
+    return tuple(out)

@@ -1,0 +1,63 @@
+"""``lstm-inspect compare A B [C...]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+
+from lstm_inspect.cli.app import app
+from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, check_positive
+from lstm_inspect.cli.output import emit
+from lstm_inspect.errors import InvalidInput
+
+MAX_TRACE = 2**31 - 1
+
+
+@app.command()
+def compare(
+    sources: Annotated[List[str], typer.Argument(
+        help="Two or more model sources (as --model takes them: builtin, key=value overrides, a checkpoint, "
+             "a spec or config file, hf:<type>, package.module:factory). Each is compared with the first.",
+        show_default=False)],
+    *,
+    name_a: Annotated[Optional[str], typer.Option("--name-a", help="Label of the first model (default: its source).",
+                                                  show_default=False)] = None,
+    name_b: Annotated[Optional[str], typer.Option("--name-b", help="Label of the second model (default: its source).",
+                                                  show_default=False)] = None,
+    batch: Annotated[int, typer.Option("--batch", help="Batch size for the FLOPs and memory estimates.")] = 1,
+    seq: Annotated[int, typer.Option("--seq", help="Sequence length for the FLOPs and memory estimates.")] = 32,
+    verbose: Annotated[bool, typer.Option("--verbose", help="List every layer, not only the changed ones.",
+                                          rich_help_panel=OUTPUT_PANEL)] = False,
+    json_output: JsonFlag = False,
+    output: Annotated[Optional[Path], typer.Option("--output", help="Also write the JSON report to this file (atomically).",
+                                                   rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
+) -> None:
+    """Models side by side: totals with reduced and reduction ratio, per component, per layer, changed
+    hyperparameters and layers removed entirely (original = the first model)."""
+    from lstm_inspect.analyses.compare import compare_models
+    from lstm_inspect.render.compare import compare_json, compare_rich
+    from lstm_inspect.sources import resolve_source
+
+    if len(sources) < 2:
+        raise InvalidInput("compare needs at least two model sources, e.g. lstm-inspect compare builtin hidden_dim=614")
+    check_positive(batch, "--batch", maximum=MAX_TRACE)
+    check_positive(seq, "--seq", maximum=MAX_TRACE)
+    names = [default_label(s) for s in sources]
+    if name_a is not None:
+        names[0] = name_a
+    if name_b is not None:
+        names[1] = name_b
+    if len(set(names)) < len(names):
+        names = [f"{n} ({chr(ord('A') + i)})" if names.count(n) > 1 else n for i, n in enumerate(names)]
+    models = [resolve_source(s) for s in sources]
+    report = compare_models(models, names, batch=batch, seq=seq)
+    emit(report, as_json=json_output, to_json=compare_json, to_rich=lambda r: compare_rich(r, verbose=verbose),
+         output=output)
+
+
+def default_label(source: str) -> str:
+    """A file's name, else the source as written."""
+    text = source.strip()
+    return Path(text).name if ("/" in text or "\\" in text) and Path(text).name else text

@@ -1,0 +1,55 @@
+"""``lstm-inspect report``: the all-in-one run."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from lstm_inspect.cli.app import app
+from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, ModelOptions, check_positive, model_options, parse_int_list
+from lstm_inspect.cli.output import emit
+
+MAX_TRACE = 2**31 - 1
+
+
+@app.command()
+@model_options
+def report(
+    *,
+    model_opts: ModelOptions,
+    batch: Annotated[int, typer.Option("--batch", help="Batch size of the sample input (structure, FLOPs).")] = 1,
+    seq: Annotated[int, typer.Option("--seq", help="Sequence length of the sample input (structure, FLOPs).")] = 32,
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Memory grid: batch sizes, e.g. 1,2,4.")] = "1,2,4,8,16",
+    seq_lens: Annotated[str, typer.Option("--seq-lens", help="Memory grid: sequence lengths, e.g. 32,64.")] = "32,64,128,256",
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N: where memory is measured "
+                                                         "(the estimate is always given).")] = "auto",
+    depth: Annotated[Optional[int], typer.Option("--depth", help="Levels of the module tree shown.",
+                                                 rich_help_panel=OUTPUT_PANEL)] = 2,
+    top: Annotated[int, typer.Option("--top", help="Tensors shown in the parameter table.",
+                                     rich_help_panel=OUTPUT_PANEL)] = 30,
+    json_output: JsonFlag = False,
+    output: Annotated[Optional[Path], typer.Option(
+        "--output", help="Also write the JSON report (timestamped) to this file, or into this directory as "
+                         "lstm-inspect-report-<UTC time>.json.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
+) -> None:
+    """Everything in one go: structure, parameters, FLOPs and memory for one model (source document 000's run)."""
+    from lstm_inspect.analyses.report import run_report
+    from lstm_inspect.render.report import report_json, report_rich
+
+    check_positive(batch, "--batch", maximum=MAX_TRACE)
+    check_positive(seq, "--seq", maximum=MAX_TRACE)
+    if depth is not None:
+        check_positive(depth, "--depth")
+    check_positive(top, "--top")
+    sizes = parse_int_list(batch_sizes, "--batch-sizes")
+    lens = parse_int_list(seq_lens, "--seq-lens")
+    now = _dt.datetime.now(_dt.timezone.utc)
+    if output is not None and output.expanduser().is_dir():
+        output = output.expanduser() / f"lstm-inspect-report-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
+    result = run_report(model_opts.load(), batch=batch, seq=seq, batch_sizes=sizes, seq_lens=lens, device=device,
+                        now=now)
+    emit(result, as_json=json_output, to_json=report_json,
+         to_rich=lambda r: report_rich(r, depth=depth, top=top), output=output)

@@ -1,0 +1,57 @@
+"""Per-layer detail (decoder layers, recurrent layers × directions) as JSON dicts and Rich tables."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from lstm_inspect.analyses.layers import LayerReport
+from lstm_inspect.units import grouped, human_count
+
+
+def layers_json(report: LayerReport) -> dict[str, Any]:
+    """Source document 003's ``embedding_params``, ``lm_head_params``, ``layer_summary`` and ``layers``."""
+    body: dict[str, Any] = {
+        "kind": report.kind,
+        "embedding_params": report.embedding_params,
+        "lm_head_params": report.lm_head_params,
+        "layer_summary": {"num_layers": len(report.decoder_layers) or len({l.layer_idx for l in report.recurrent_layers}),
+                          "total_layer_params": report.layer_params},
+        "hyperparameters": dict(report.hyperparameters),
+    }
+    if report.kind == "decoder":
+        body["layers"] = [dataclasses.asdict(l) for l in report.decoder_layers]
+    else:
+        body["layers"] = [dataclasses.asdict(l) | {"is_zero_layer": l.is_zero_layer} for l in report.recurrent_layers]
+    return body
+
+
+def _opt(n: int | None) -> str:
+    return "-" if n is None else human_count(n)
+
+
+def decoder_layers_rich(report: LayerReport, *, limit: int | None = None) -> list:
+    """One row per decoder layer: totals, attention (q/k/v/o, heads), MLP (gate/up/down, intermediate), norms."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="Per decoder layer (q/k/v/o and gate/up/down counts: --json)", title_justify="left",
+                  header_style="bold")
+    for col in ("layer", "total", "attention", "heads Q:KV", "mlp", "intermediate", "norm"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    rows = report.decoder_layers if limit is None else report.decoder_layers[:limit]
+    for l in rows:
+        a, m = l.attention, l.mlp
+        heads = "-" if a is None else f"{a.num_heads if a.num_heads is not None else '-'}Q:" \
+            f"{a.num_kv_heads if a.num_kv_heads is not None else '-'}KV"
+        inter = "-" if m is None or m.intermediate_size is None else str(m.intermediate_size)
+        label = f"{l.layer_idx}" + (" [zero]" if l.is_zero_layer else "")
+        table.add_row(label, _opt(l.total), _opt(a.total if a else None), heads, _opt(m.total if m else None),
+                      inter, _opt(l.norm))
+    out: list = [table]
+    hidden = len(report.decoder_layers) - len(rows)
+    if hidden > 0:
+        out.append(Text(f"... {hidden} more layer(s) not shown (--all)", style="dim"))
+    out.append(Text(f"embedding {grouped(report.embedding_params)} · lm head {grouped(report.lm_head_params)} "
+                    f"(a head tied to the embedding counts 0) · decoder layers {grouped(report.layer_params)}", style="dim"))
+    return out

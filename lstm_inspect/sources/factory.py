@@ -1,0 +1,83 @@
+"""Any ``nn.Module`` from ``package.module:factory`` (a callable that takes no arguments).
+
+The factory is imported (the current directory is on the import path, so a local ``mymodels.py``
+works) and called with weight initialisation skipped on the ``meta`` device; when it cannot build
+there (it reads weights, or moves them), it is called again normally, on the CPU.
+
+The sample input is a batch × seq tensor of token ids by default. A model that takes something
+else says so with a ``sample_input`` attribute, on the returned module or on the factory:
+``sample_input(batch, seq, device) -> tensor or tuple of forward arguments``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+from typing import Any, Callable
+
+from lstm_inspect.errors import AnalysisFailed, InvalidInput
+
+FACTORY = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)$")
+
+
+def looks_like_factory(text: str) -> bool:
+    return bool(FACTORY.match(text))
+
+
+def load_factory(text: str) -> tuple[Any, Callable[..., tuple] | None]:
+    """``(module, sample_input or None)`` from ``package.module:factory``."""
+    import torch
+    from torch import nn
+
+    from lstm_inspect.building import skip_weight_init
+
+    match = FACTORY.match(text)
+    if not match:
+        raise InvalidInput(f"--model {text!r}: a factory is written package.module:callable")
+    module_name, attr_path = match.groups()
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InvalidInput(f"--model {text}: cannot import {module_name!r} ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - importing user code may fail in any way
+        raise AnalysisFailed(f"--model {text}: importing {module_name!r} failed: {_first_line(exc)}") from None
+    for part in attr_path.split("."):
+        if not hasattr(target, part):
+            raise InvalidInput(f"--model {text}: {module_name!r} has no attribute {attr_path!r}")
+        target = getattr(target, part)
+    if not callable(target):
+        raise InvalidInput(f"--model {text}: {attr_path!r} is not callable")
+    try:
+        with skip_weight_init(), torch.device("meta"):
+            model = target()
+    except Exception:  # noqa: BLE001 - the factory may need real tensors; build it normally instead
+        try:
+            model = target()
+        except Exception as exc:  # noqa: BLE001
+            raise AnalysisFailed(f"--model {text}: the factory raised {_first_line(exc)}") from None
+    if not isinstance(model, nn.Module):
+        raise AnalysisFailed(f"--model {text}: the factory returned a {type(model).__name__}, not a torch.nn.Module")
+    sample = getattr(model, "sample_input", None) or getattr(target, "sample_input", None)
+    if sample is not None and not callable(sample):
+        raise InvalidInput(f"--model {text}: sample_input must be callable (batch, seq, device) -> tensor or tuple")
+    return model, (_as_tuple(sample) if sample is not None else None)
+
+
+def _as_tuple(sample: Callable[..., Any]) -> Callable[..., tuple]:
+    def make(batch: int, seq: int, device: Any = "cpu", lengths: Any = None) -> tuple:
+        if lengths is not None:
+            raise InvalidInput("--lengths (packed input) applies to the built-in model family only")
+        value = sample(batch, seq, device)
+        return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+    return make
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
