@@ -18,3 +18,9 @@ def validate(doc: dict) -> None:
     )
     command = doc["schema"].split(".", 1)[1].split("/", 1)[0]
     jsonschema.Draft202012Validator(schemas[f"{command}.json"], registry=registry).validate(doc)
+
+
+def schema_names() -> set[str]:
+    """Commands that have a schema file."""
+    folder = resources.files("lstm_inspect") / "schemas"
+    return {p.name[:-5] for p in folder.iterdir() if p.name.endswith(".json") and not p.name.startswith("_")}

@@ -65,11 +65,9 @@ def run_report(loaded: "LoadedModel", *, batch: int = 1, seq: int = 32, batch_si
 
 
 def _flops_section(loaded: "LoadedModel", batch: int, seq: int) -> Section:
-    try:
-        from lstm_inspect.analyses.flops import count_flops
-        from lstm_inspect.render.flops import flops_json, flops_rich
-    except ImportError:
-        return Section("flops", None, note="FLOPs are not available in this build")
+    from lstm_inspect.analyses.flops import count_flops
+    from lstm_inspect.render.flops import flops_json, flops_rich
+
     try:
         result = count_flops(loaded, batch=batch, seq=seq)
     except InvalidInput:
@@ -80,11 +78,8 @@ def _flops_section(loaded: "LoadedModel", batch: int, seq: int) -> Section:
 
 
 def _memory_section(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens: Sequence[int], device: str) -> Section:
-    try:
-        from lstm_inspect.analyses.memory import sweep_memory
-        from lstm_inspect.render.memory import memory_json, memory_rich
-    except ImportError:
-        return Section("memory", None, note="memory is not available in this build")
+    from lstm_inspect.analyses.memory import sweep_memory
+    from lstm_inspect.render.memory import memory_json, memory_rich
     from lstm_inspect.building import resolve_device
 
     where = resolve_device(device)

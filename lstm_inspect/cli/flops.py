@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from lstm_inspect.cli.app import app
+from lstm_inspect.cli.budget_options import Limits, MaxMacs
 from lstm_inspect.cli.options import (
-    OUTPUT_PANEL, JsonFlag, ModelOptions, check_positive, model_options, parse_int_list, parse_lengths,
+    OUTPUT_PANEL, JsonFlag, OutputFile, ModelOptions, check_positive, model_options, parse_int_list, parse_lengths,
 )
 from lstm_inspect.cli.output import emit
 from lstm_inspect.errors import InvalidInput
@@ -49,21 +49,15 @@ def flops(
                                                          rich_help_panel=HARDWARE_PANEL, show_default=False)] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="float32, float16 or bfloat16: bytes moved and which peak.",
                                        rich_help_panel=HARDWARE_PANEL)] = "float32",
-    max_macs: Annotated[Optional[str], typer.Option("--max-macs", help="Budget: exit 1 if forward MACs exceed "
-                                                    "it (e.g. 1.5G; the largest grid cell in a grid).",
-                                                    rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", help="Also save the JSON report to this file.",
-                                                   rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
+    max_macs: MaxMacs = None,
+    output: OutputFile = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Exact MACs and FLOPs of a forward pass (and a training step), per module and component, with
     closed-form checks, a batch × seq grid, packed vs padded input and time-on-hardware estimates."""
-    from lstm_inspect.budgets import Budget, enforce
     from lstm_inspect.hardware import check_dtype, find_accelerator
-    from lstm_inspect.quantity import parse_count
-    from lstm_inspect.units import human_count
 
-    limit = parse_count(max_macs, "--max-macs") if max_macs is not None else None
+    limits = Limits.parse(max_macs=max_macs)
     dtype = check_dtype(dtype)
     accelerator = find_accelerator(hardware) if hardware is not None else None
     if peak_tflops is not None and not peak_tflops > 0:
@@ -109,5 +103,4 @@ def flops(
                              peak_tflops=peak_tflops, dtype=dtype)
         emit(report, as_json=json_output, to_json=flops_json, to_rich=flops_rich, output=output)
         actual = report.macs
-    if limit is not None:
-        enforce([Budget("--max-macs", "MACs", limit, actual, lambda n: human_count(n, "MACs"))])
+    limits.enforce(macs=actual)

@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 import typer
 
 from lstm_inspect.cli.app import app
-from lstm_inspect.cli.options import JsonFlag, ModelOptions, model_options, parse_int_list, parse_lengths
+from lstm_inspect.cli.budget_options import Limits, MaxMemory
+from lstm_inspect.cli.options import OutputFile, JsonFlag, ModelOptions, model_options, parse_int_list, parse_lengths
 from lstm_inspect.cli.output import emit
 from lstm_inspect.errors import EXIT_INTERRUPTED, InvalidInput
 
@@ -40,10 +41,9 @@ def memory(
     device: Annotated[str, _opt("--device", help="Where to measure: auto, cpu, cuda or cuda:N (no CUDA: warning, CPU).")] = "auto",
     budget: Annotated[Optional[str], _opt("--budget", help="Device memory, e.g. 24GiB: per sequence length, the largest "
                                           "batch whose weights + estimated increment fit.", show_default=False)] = None,
-    max_memory: Annotated[Optional[str], _opt("--max-memory", help="Exit 1 when any cell's increment exceeds this "
-                                              "(e.g. 512MiB; measured where measured, else estimated).",
-                                              show_default=False)] = None,
+    max_memory: MaxMemory = None,
     json_output: JsonFlag = False,
+    output: OutputFile = None,
 ) -> None:
     """Memory increment of one forward (or training step) over a batch × seq grid: measured and/or estimated."""
     from lstm_inspect.analyses.memory import DTYPES, METHODS, MODES, OPTIMIZERS, check_choice
@@ -57,11 +57,10 @@ def memory(
     batches = _checked(parse_int_list(batch_sizes, "--batch-sizes"), "--batch-sizes", MAX_BATCH)
     seqs = _checked(parse_int_list(seq_lens, "--seq-lens"), "--seq-lens", MAX_SEQ)
     packed = parse_lengths(lengths) if lengths is not None else None
-    from lstm_inspect.budgets import Budget, enforce
     from lstm_inspect.quantity import parse_bytes
 
     budget_bytes = parse_bytes(budget, "--budget") if budget is not None else None
-    max_bytes = parse_bytes(max_memory, "--max-memory") if max_memory is not None else None
+    limits = Limits.parse(max_memory=max_memory)
 
     loaded = model_opts.load()
     if packed is not None and budget_bytes is not None:
@@ -71,7 +70,6 @@ def memory(
     from lstm_inspect.analyses.memory import sweep_memory
     from lstm_inspect.building import resolve_device
     from lstm_inspect.render.memory import memory_json, memory_rich
-    from lstm_inspect.units import human_bytes
 
     target = resolve_device(device)
     if method == "auto":
@@ -79,16 +77,11 @@ def memory(
     with _progress() as on_cell:
         report = sweep_memory(loaded, batch_sizes=batches, seq_lens=seqs, method=method, mode=mode, optimizer=optimizer,
                               dtype=dtype, device=target, lengths=packed, budget_bytes=budget_bytes, on_cell=on_cell)
-    emit(report, as_json=json_output, to_json=memory_json, to_rich=memory_rich)
+    emit(report, as_json=json_output, to_json=memory_json, to_rich=memory_rich, output=output)
     if report.interrupted:
         sys.stderr.write(f"interrupted: {len(report.cells)} of {report.total_cells} cells finished (shown above)\n")
         raise typer.Exit(EXIT_INTERRUPTED)
-    if max_bytes is not None:
-        worst = max((c for c in report.cells if c.bytes is not None), key=lambda c: c.bytes, default=None)
-        if worst is not None:
-            enforce([Budget("--max-memory", f"memory increment of batch {worst.batch_size} × seq {worst.seq_len}",
-                            max_bytes, int(worst.bytes), human_bytes)])
-
+    limits.enforce(memory=report)
 
 def _checked(values: list[int], option: str, maximum: int) -> list[int]:
     for value in values:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
@@ -16,7 +17,10 @@ if TYPE_CHECKING:
 
 MODEL_PANEL = "Model"
 OUTPUT_PANEL = "Output"
-BUDGET_PANEL = "Budgets (CI)"
+
+OutputFile = Annotated[Optional[Path], typer.Option(
+    "--output", help="Also save the JSON report to this file (written atomically).",
+    rich_help_panel=OUTPUT_PANEL, show_default=False)]
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.",
                                         rich_help_panel=OUTPUT_PANEL)]

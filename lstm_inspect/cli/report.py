@@ -9,6 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from lstm_inspect.cli.app import app
+from lstm_inspect.cli.budget_options import Limits, MaxMacs, MaxMemory, MaxParams
 from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, ModelOptions, check_positive, model_options, parse_int_list
 from lstm_inspect.cli.output import emit
 
@@ -34,6 +35,9 @@ def report(
     output: Annotated[Optional[Path], typer.Option(
         "--output", help="Also write the JSON report (timestamped) to this file, or into this directory as "
                          "lstm-inspect-report-<UTC time>.json.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
+    max_params: MaxParams = None,
+    max_macs: MaxMacs = None,
+    max_memory: MaxMemory = None,
 ) -> None:
     """Everything in one go: structure, parameters, FLOPs and memory for one model (source document 000's run)."""
     from lstm_inspect.analyses.report import run_report
@@ -44,6 +48,7 @@ def report(
     if depth is not None:
         check_positive(depth, "--depth")
     check_positive(top, "--top")
+    limits = Limits.parse(max_params=max_params, max_macs=max_macs, max_memory=max_memory)
     sizes = parse_int_list(batch_sizes, "--batch-sizes")
     lens = parse_int_list(seq_lens, "--seq-lens")
     now = _dt.datetime.now(_dt.timezone.utc)
@@ -53,3 +58,7 @@ def report(
                         now=now)
     emit(result, as_json=json_output, to_json=report_json,
          to_rich=lambda r: report_rich(r, depth=depth, top=top), output=output)
+    sections = {section.name: section.report for section in result.sections}
+    flops = sections.get("flops")
+    limits.enforce(params=result.params.total, macs=flops.macs if flops is not None else None,
+                   memory=sections.get("memory"))

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from lstm_inspect.cli.app import app
-from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, ModelOptions, check_positive, model_options
+from lstm_inspect.cli.options import OutputFile, OUTPUT_PANEL, JsonFlag, ModelOptions, check_positive, model_options
 from lstm_inspect.cli.output import emit
 
 MAX_TRACE = 2**31 - 1
@@ -23,6 +23,7 @@ def structure(
     depth: Annotated[Optional[int], typer.Option("--depth", help="Show at most this many levels below the root.",
                                                  rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
     json_output: JsonFlag = False,
+    output: OutputFile = None,
 ) -> None:
     """The module tree with hyperparameters, parameters and output shapes (traced without allocating)."""
     from lstm_inspect.analyses.structure import describe_structure
@@ -33,4 +34,5 @@ def structure(
     if depth is not None:
         check_positive(depth, "--depth")
     report = describe_structure(model_opts.load(), batch=batch, seq=seq)
-    emit(report, as_json=json_output, to_json=structure_json, to_rich=lambda r: structure_rich(r, depth=depth))
+    emit(report, as_json=json_output, to_json=structure_json, to_rich=lambda r: structure_rich(r, depth=depth),
+         output=output)

@@ -45,8 +45,10 @@ def make_console(*, stderr: bool = False, width: int | None = None):
     from rich.console import Console
 
     stream = sys.stderr if stderr else sys.stdout
+    plain = bool(os.environ.get("NO_COLOR"))
+    extra = {"color_system": None} if plain else {}  # NO_COLOR: no escape codes at all, bold included
     return Console(file=stream, width=width or _default_width, highlight=False, soft_wrap=False,
-                   no_color=bool(os.environ.get("NO_COLOR")) or None)
+                   no_color=plain or None, **extra)
 
 
 def shape_text(shape: Any) -> str:

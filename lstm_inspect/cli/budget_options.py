@@ -1,0 +1,62 @@
+"""The CI budget options (``--max-params``, ``--max-macs``, ``--max-memory``), defined once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Optional
+
+import typer
+
+from lstm_inspect.budgets import Budget, enforce
+
+if TYPE_CHECKING:
+    from lstm_inspect.analyses.memory import MemoryReport
+
+BUDGET_PANEL = "Budgets (CI)"
+
+MaxParams = Annotated[Optional[str], typer.Option(
+    "--max-params", help="Exit 1 when the parameter total exceeds this (e.g. 90M, 1.5G).",
+    rich_help_panel=BUDGET_PANEL, show_default=False)]
+MaxMacs = Annotated[Optional[str], typer.Option(
+    "--max-macs", help="Exit 1 when forward MACs exceed this (e.g. 2G, 1.5e9).",
+    rich_help_panel=BUDGET_PANEL, show_default=False)]
+MaxMemory = Annotated[Optional[str], typer.Option(
+    "--max-memory", help="Exit 1 when a cell's memory increment exceeds this (e.g. 512MiB, 24GiB).",
+    rich_help_panel=BUDGET_PANEL, show_default=False)]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Budgets parsed before any work is done (a bad budget is an input error, exit 2)."""
+
+    params: int | None = None
+    macs: int | None = None
+    memory: int | None = None
+
+    @classmethod
+    def parse(cls, *, max_params: str | None = None, max_macs: str | None = None,
+              max_memory: str | None = None) -> "Limits":
+        from lstm_inspect.quantity import parse_bytes, parse_count
+
+        return cls(
+            params=parse_count(max_params, "--max-params") if max_params is not None else None,
+            macs=parse_count(max_macs, "--max-macs") if max_macs is not None else None,
+            memory=parse_bytes(max_memory, "--max-memory") if max_memory is not None else None,
+        )
+
+    def enforce(self, *, params: int | None = None, macs: int | None = None,
+                memory: "MemoryReport | None" = None) -> None:
+        """Check every budget that was given against the figures that exist; report all that failed."""
+        from lstm_inspect.units import human_bytes, human_count
+
+        budgets = []
+        if self.params is not None and params is not None:
+            budgets.append(Budget("--max-params", "parameters", self.params, params, human_count))
+        if self.macs is not None and macs is not None:
+            budgets.append(Budget("--max-macs", "MACs", self.macs, macs, lambda n: human_count(n, "MACs")))
+        if self.memory is not None and memory is not None:
+            worst = max((c for c in memory.cells if c.bytes is not None), key=lambda c: c.bytes, default=None)
+            if worst is not None:
+                budgets.append(Budget("--max-memory", f"memory increment of batch {worst.batch_size} × seq {worst.seq_len}",
+                                      self.memory, int(worst.bytes), human_bytes))
+        enforce(budgets)
