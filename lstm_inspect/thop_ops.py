@@ -179,4 +179,27 @@ def make_custom_ops(recorder: Recorder) -> dict[type, Callable[..., None]]:
         record.output_elements += int(y.numel())
         _add_ops(m, 0)
 
-    return {nn.LSTM: recurrent, nn.GRU: recurrent, nn.RNN: recurrent, nn.Linear: linear, nn.Embedding: embedding}
+    def conv1d(m: "nn.Module", x: tuple, y: Any) -> None:
+        # transformers' Conv1D (GPT-2's projections) is a Linear with a transposed weight [nx, nf]
+        nx, nf = (int(s) for s in m.weight.shape)
+        rows = int(y.numel()) // nf
+        record = recorder.module(m)
+        record.macs += rows * nx * nf
+        record.elementwise += rows * nf if getattr(m, "bias", None) is not None else 0
+        record.calls += 1
+        record.output_elements += int(y.numel())
+        _add_ops(m, rows * nx * nf)
+
+    ops = {nn.LSTM: recurrent, nn.GRU: recurrent, nn.RNN: recurrent, nn.Linear: linear, nn.Embedding: embedding}
+    conv1d_class = _transformers_conv1d()
+    if conv1d_class is not None:
+        ops[conv1d_class] = conv1d
+    return ops
+
+
+def _transformers_conv1d() -> type | None:
+    """transformers' Conv1D, if transformers is already loaded (a model from it is being analysed)."""
+    import sys
+
+    module = sys.modules.get("transformers.pytorch_utils")
+    return getattr(module, "Conv1D", None) if module is not None else None

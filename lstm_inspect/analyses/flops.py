@@ -325,6 +325,9 @@ def count_flops(
         notes.append("modules outside LSTM/GRU/RNN/Linear/Embedding are counted by thop's stock hooks: a "
                      "convolution's figure as MACs, any other module's (norms, pooling, activations) as element-wise FLOPs")
     notes.append("operations outside modules (functional calls in a forward) are not seen by thop's module hooks")
+    if any("attention" in type(m).__name__.lower() for m in loaded.module.modules()):
+        notes.append("attention score and context products (Q·Kᵀ, softmax·V) are functional calls, so they are NOT "
+                     "in these counts: add about 2·layers·batch·seq²·hidden MACs for full self-attention")
     components = _components(recorder, count.stock)
     checks: tuple[LayerCheck, ...] = ()
     if loaded.spec is not None:
