@@ -117,6 +117,13 @@ CASES = [
     Case("params", ["--model", "{tmp}/badvalue.toml"], 2, "hidden_dim", base=False),
     Case("params", ["--model", "{tmp}/corrupt.toml"], 3, "corrupt.toml", base=False),
     Case("params", ["--model", "{tmp}/hf-bad-type.json"], 2, "hf-bad-type.json", base=False),
+    Case("params", ["--model", "{tmp}/deep.json"], 3, "deep.json", base=False),           # nested 100000 deep
+    Case("params", ["--model", "{tmp}/deep.toml"], 3, "deep.toml", base=False),
+    Case("params", ["--model", "{tmp}/hf-deep"], (2, 3), "hf-deep", base=False),          # its config.json
+    Case("params", ["--model", "{tmp}/linear.pt"], 3, "linear.pt", base=False),           # another architecture
+    Case("params", ["--model", "{tmp}/module.pt"], 3, "module.pt", base=False),           # a pickled module: refused
+    Case("params", ["--model", "{tmp}/list.pt"], 3, "list.pt", base=False),
+    Case("params", ["--model", "{tmp}/truncated.pt"], 3, "truncated.pt", base=False),
     Case("params", ["--model", "{tmp}/unreadable.pt"], (2, 3), "unreadable.pt", base=False),
     Case("params", ["--model", "{tmp}/unreadable.json"], (2, 3), "unreadable.json", base=False),
     Case("params", ["--model", "{tmp}/tiny.pt", "--hidden-dim", "16"], 2, "--hidden-dim", base=False),
@@ -153,6 +160,8 @@ CASES = [
     Case("structure", ["--depth", "0"], 2, "--depth"),
     Case("structure", ["--depth", "deep"], 2, "--depth"),
     Case("structure", ["--json=1"], 2, "--json"),
+    Case("structure", ["--proj-size", "8"], 2, "--proj-size"),
+    Case("structure", ["--dropout", "1"], 2, "--dropout"),
     # ---- params --------------------------------------------------------------------------------------
     Case("params", ["--top", "0"], 2, "--top"),
     Case("params", ["--top", "-5"], 2, "--top"),
@@ -201,6 +210,9 @@ CASES = [
     Case("flops", ["--peak-tflops", "fast"], 2, "--peak-tflops"),
     Case("flops", ["--dtype", "float8"], 2, "--dtype"),
     Case("flops", ["--dtype", ""], 2, "--dtype"),
+    Case("flops", ["--cell", "GRUU"], 2, "--cell"),
+    Case("flops", ["--tie-weights", "--hidden-dim", "16"], 2, "--tie-weights"),
+    Case("flops", ["--num-layers", "-2"], 2, "--num-layers"),
     Case("flops", ["--hardware", "t4", "--batch-sizes", "1"], 2, "--hardware"),
     Case("flops", ["--max-macs", "lots"], 2, "--max-macs"),
     Case("flops", ["--max-macs", "0"], 2, "--max-macs"),
@@ -238,6 +250,12 @@ CASES = [
     Case("memory", ["--max-memory", "-1MiB"], 2, "--max-memory"),
     Case("memory", ["--max-memory", "1B"], 1, "--max-memory"),
     Case("memory", ["--json=true"], 2, "--json"),
+    Case("memory", ["--cell", "lstm-gru"], 2, "--cell"),
+    Case("memory", ["--dropout", "nan"], 2, "--dropout"),
+    Case("memory", ["--tokenizer", "{tmp}/no-such-dir"], 2, "--tokenizer", base=False),
+    Case("memory", ["--lengths", "{tmp}/lengths.txt", "--json"], 0, ""),
+    Case("memory", ["--method", "measure", "--device", "cpu", "--json"], 0, ""),
+    Case("memory", ["--mode", "train", "--optimizer", "adam", "--method", "both", "--device", "cpu", "--json"], 0, ""),
     # ---- report --------------------------------------------------------------------------------------
     Case("report", ["--batch", "0"], 2, "--batch"),
     Case("report", ["--seq", "x"], 2, "--seq"),
@@ -257,6 +275,9 @@ CASES = [
     xfail(Case("report", ["--output", ""], 2, "--output"),
           "cli/report.py: --output '' is Path('.'), a folder: the report is silently saved into the cwd"),
     Case("report", ["--cell", "lstm2"], 2, "--cell"),
+    Case("report", ["--dropout", "2"], 2, "--dropout"),
+    Case("report", ["--proj-size", "9"], 2, "--proj-size"),
+    Case("report", ["--json=yes"], 2, "--json"),
     # ---- compare -------------------------------------------------------------------------------------
     Case("compare", [], 2, "'sources'"),
     Case("compare", ["builtin"], 2, "two"),
@@ -273,6 +294,8 @@ CASES = [
     Case("compare", ["hidden_dim=8", "hidden_dim=4", "--output", "{tmp}/no-such-folder/c.json"], 2, "--output"),
     Case("compare", ["hidden_dim=8", "hidden_dim=4", "--name-a", "x", "--name-b"], 2, "--name-b"),
     Case("compare", ["hidden_dim=8", "hidden_dim=4", "--verbose=1"], 2, "--verbose"),
+    Case("compare", ["hidden_dim=8", "hidden_dim=4", "--json=1"], 2, "--json"),
+    Case("compare", ["hidden_dim=8", "hidden_dim=4", "--name-a", "", "--name-b", "", "--json"], 0, ""),
     # ---- the root ------------------------------------------------------------------------------------
     Case("params", ["--width", "5"], 2, "--width"),
     Case("params", ["--width", "abc"], 2, "--width"),
@@ -300,6 +323,13 @@ def files(tmp_path_factory):
     (tmp / "corrupt.toml").write_text("hidden_dim = = 8\n[[[\n", encoding="utf-8")
     (tmp / "hf-bad-type.json").write_text('{"model_type": "no_such_model_type"}', encoding="utf-8")
     (tmp / "notes.txt").write_text("hello\n", encoding="utf-8")
+    (tmp / "deep.json").write_text("[" * 100_000, encoding="utf-8")
+    (tmp / "deep.toml").write_text("a = " + "[" * 100_000, encoding="utf-8")
+    (tmp / "hf-deep").mkdir()
+    (tmp / "hf-deep" / "config.json").write_text('{"model_type": ' + "[" * 100_000, encoding="utf-8")
+    torch.save(torch.nn.Linear(3, 4).state_dict(), tmp / "linear.pt")
+    torch.save(torch.nn.Linear(3, 4), tmp / "module.pt")
+    torch.save([1, 2], tmp / "list.pt")
     (tmp / "lengths.txt").write_text("# one per line\n5\n3\n\n2\n", encoding="utf-8")
     (tmp / "empty.txt").write_text("\n# nothing\n", encoding="utf-8")
     (tmp / "junk-lengths.txt").write_text("5\nfive\n", encoding="utf-8")
@@ -312,6 +342,7 @@ def files(tmp_path_factory):
     spec = ModelSpec(vocab_size=50, embed_dim=8, hidden_dim=8, num_layers=1)
     torch.save(RecurrentLanguageModel(spec).state_dict(), tmp / "tiny.pt")
     (tmp / "unreadable.pt").write_bytes((tmp / "tiny.pt").read_bytes())
+    (tmp / "truncated.pt").write_bytes((tmp / "tiny.pt").read_bytes()[:200])
     (tmp / "unreadable.json").write_text('{"hidden_dim": 8}', encoding="utf-8")
     (tmp / "ro").mkdir()
     for name in ("unreadable.pt", "unreadable.json", "unreadable-lengths.txt"):
@@ -355,3 +386,67 @@ def test_bad_input(case: Case, files, monkeypatch) -> None:
     last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
     assert last.startswith(("error: ", "budget exceeded: ")), context
     assert case.names in last, context
+
+
+def test_a_cpu_measurement_too_large_for_the_host_is_not_run() -> None:
+    """2**31 tokens would take the host's memory page by page (overcommit): the cell is OOM, not run."""
+    import json
+    import time
+
+    from lstm_inspect.analyses.memory import available_host_bytes
+
+    if available_host_bytes() is None:
+        pytest.skip("no /proc/meminfo: the guard is off and the real allocation would be attempted")
+    start = time.monotonic()
+    result = runner.invoke(app, ["memory", *TINY, "--batch-sizes", "1", "--seq-lens", f"4,{BIG}", "--method", "both",
+                                 "--device", "cpu", "--json"])
+    assert result.exit_code == 0, result.stderr
+    cells = {c["seq_len"]: c for c in json.loads(result.stdout)["cells"]}
+    assert cells[4]["status"] == "ok" and cells[4]["measured_bytes"] > 0
+    huge = cells[int(BIG)]
+    assert huge["status"] == "oom" and "not run" in huge["reason"] and "measured_bytes" not in huge
+    assert huge["estimated_bytes"] > int(BIG) * 8   # at least the int64 token ids
+    assert time.monotonic() - start < 30
+
+
+#: Root options that print something other than a report (help, completion, version): no bad values.
+NOT_INPUTS = {"--help", "--install-completion", "--show-completion", "--version"}
+
+
+def test_the_table_covers_every_option_of_every_command() -> None:
+    """A new option (or command) without a bad-input line above fails here.
+
+    The model flags are one definition injected into every command by ``@model_options``: a line for
+    them under any command covers them for all.
+    """
+    import typer
+
+    from lstm_inspect.cli.options import _MODEL_PARAMS
+
+    group = typer.main.get_command(app)
+    # Typer's Option("--name", ...) in Annotated keeps the first name as its ``default``.
+    infos = [annotation.__metadata__[0] for _, annotation, _ in _MODEL_PARAMS]
+    model_flags = {name for info in infos for decl in (info.default, *info.param_decls) if isinstance(decl, str)
+                   for name in decl.split("/") if name.startswith("--")}
+    assert "--cell" in model_flags and "--model" in model_flags
+    covered: dict[str, set[str]] = {}
+    for item in CASES:
+        case = item if isinstance(item, Case) else item.values[0]
+        names = {a.split("=", 1)[0] for a in case.args if a.startswith("--")}
+        covered.setdefault(case.command, set()).update(names)
+    every_command = set().union(*covered.values())
+    missing = []
+    for option in group.params:
+        for name in option.opts:
+            if name.startswith("--") and name not in NOT_INPUTS and name not in every_command:
+                missing.append(f"(root) {name}")
+    for command_name, command in group.commands.items():
+        assert command_name in covered, f"no case for the command {command_name}"
+        for param in command.params:
+            for name in param.opts:
+                if not name.startswith("--") or name in NOT_INPUTS:
+                    continue
+                if name in covered[command_name] or (name in model_flags and name in every_command):
+                    continue
+                missing.append(f"{command_name} {name}")
+    assert not missing, f"options without a bad-input case: {missing}"
