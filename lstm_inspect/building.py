@@ -84,10 +84,40 @@ def materialize_on(module: "nn.Module", device: "torch.device") -> "nn.Module":
 @contextlib.contextmanager
 def fake_mode() -> Iterator[object]:
     """A FakeTensorMode that accepts real tensors (e.g. PackedSequence.batch_sizes) as inputs."""
+    import logging
+
     from torch._subclasses.fake_tensor import FakeTensorMode
 
+    # A fake op that fails (a shape too large for 64 bits, a user's model that breaks) is logged by
+    # torch with a full traceback on stderr before it is raised; we report it ourselves in one line.
+    logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
     with FakeTensorMode(allow_non_fake_inputs=True) as mode:
         yield mode
+
+
+def is_size_overflow(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) is torch refusing a shape too large for 64 bits.
+
+    torch says "Storage size calculation overflowed" (a tensor's bytes) or "Overflow when unpacking
+    long long" (a dimension): the input was too large, not the model broken.
+    """
+    seen = 0
+    while exc is not None and seen < 8:
+        if "overflow" in str(exc).lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def too_large(where: str, exc: BaseException) -> InvalidInput:
+    """The one-line refusal of a sample input too large to trace (``where`` names the options)."""
+    while (exc.__cause__ or exc.__context__) is not None and is_size_overflow(exc.__cause__ or exc.__context__):
+        exc = exc.__cause__ or exc.__context__  # torch's own words, not a wrapper's
+    text = str(exc).strip()
+    detail = text.splitlines()[0] if text else type(exc).__name__
+    return InvalidInput(f"{where}: too large to trace: a tensor of the forward pass would not fit in 64-bit sizes "
+                        f"({detail}); give smaller values")
 
 
 def to_fake(module: "nn.Module", mode: object, device: str = "cpu") -> "nn.Module":
@@ -114,7 +144,9 @@ def resolve_device(name: str) -> "torch.device":
     """``auto|cpu|cuda|cuda:N`` -> a usable device; CUDA asked for but absent warns and gives the CPU."""
     import torch
 
-    text = (name or "auto").strip().lower()
+    text = ("auto" if name is None else name).strip().lower()
+    if not text:
+        raise InvalidInput("--device needs a value: auto, cpu, cuda or cuda:N")
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if text == "cpu":

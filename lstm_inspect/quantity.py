@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from lstm_inspect.errors import InvalidInput
@@ -39,6 +40,8 @@ def _split(text: str, option: str, example: str) -> tuple[float, str]:
     if not match:
         raise InvalidInput(f"{option} needs {example}; got {text!r}")
     number = float(match.group(1))
+    if not math.isfinite(number) or number > 1e30:  # 1e400 reads as inf; int(inf) would crash
+        raise InvalidInput(f"{option}: {text!r} is too large")
     if number <= 0:
         raise InvalidInput(f"{option} must be positive, got {text!r}")
     return number, match.group(2)

@@ -200,8 +200,8 @@ class _Count:
     stock: dict[str, tuple[str, int, int]]   # modules counted by thop's stock hooks: name -> (type, MACs, FLOPs)
 
 
-def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel") -> _Count:
-    """One thop.profile pass with our custom_ops (outside the fake mode)."""
+def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: str) -> _Count:
+    """One thop.profile pass with our custom_ops (outside the fake mode); ``where`` names the input's options."""
     import thop
 
     recorder = Recorder(names={id(m): name for name, m in module.named_modules()})
@@ -210,6 +210,10 @@ def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel") -> _Coun
             total, _params, layers = thop.profile(module, inputs, custom_ops=make_custom_ops(recorder),
                                                   verbose=False, ret_layer_info=True)
     except Exception as exc:  # a user's model may fail in any way
+        from lstm_inspect.building import is_size_overflow, too_large
+
+        if is_size_overflow(exc):
+            raise too_large(where, exc) from None
         raise AnalysisFailed(f"counting a forward pass of {loaded.name} failed: {_first_line(exc)}") from None
     from torch.nn.modules.conv import _ConvNd
 
@@ -300,9 +304,9 @@ def count_flops(
     with fake_copy(loaded, shape_only_recurrent=True) as (module, mode):
         if lengths is not None:
             batch = len(lengths)
-            count = _profile(module, _inputs(loaded, mode, batch, seq, lengths), loaded)
+            count = _profile(module, _inputs(loaded, mode, batch, seq, lengths), loaded, "--lengths")
             padded_inputs = _inputs(loaded, mode, batch, seq)
-            padded = _profile(module, padded_inputs, loaded)
+            padded = _profile(module, padded_inputs, loaded, f"--lengths (padded to {batch} × {seq})")
             packed = PackedComparison(
                 lengths=tuple(lengths), padded_batch=batch, padded_seq_len=seq,
                 packed_cell_steps=sum(lengths), padded_cell_steps=batch * seq,
@@ -313,7 +317,7 @@ def count_flops(
                          "charges the recurrent stack the padded rectangle")
         else:
             inputs = _inputs(loaded, mode, batch, seq)
-            count = _profile(module, inputs, loaded)
+            count = _profile(module, inputs, loaded, f"--batch {batch} × --seq {seq}")
             thop_raw = _stock_profile(module, inputs)
         params = _param_numels(module)
 
@@ -354,7 +358,8 @@ def count_grid(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens: Sequ
     with fake_copy(loaded, shape_only_recurrent=True) as (module, mode):
         for b in batch_sizes:
             for s in seq_lens:
-                count = _profile(module, _inputs(loaded, mode, b, s), loaded)
+                count = _profile(module, _inputs(loaded, mode, b, s), loaded,
+                                 f"--batch-sizes × --seq-lens cell {b} × {s}")
                 cells.append(GridCell(b, s, count.macs, count.flops))
     return FlopsGrid(loaded.description, tuple(batch_sizes), tuple(seq_lens), tuple(cells), notes=())
 

@@ -364,13 +364,19 @@ def sweep_memory(
         step = make_step(train)(real)
         _warm_up(step, real, loaded, device, lengths, train)
 
+    # A real CPU forward too large for the host would not fail cleanly: the allocator hands out
+    # overcommitted pages and the kernel swaps or kills the process. Such cells are not run.
+    guard = None
+    if real is not None and device.type == "cpu" and available_host_bytes() is not None:
+        guard = estimator or _estimator(loaded, tdtype, train, lengths, opt_state)
     cells: list[MemoryCell] = []
     total = len(batch_sizes) * len(seq_lens)
     interrupted = False
     try:
         for batch in batch_sizes:
             for seq in seq_lens:
-                cell = _run_cell(batch, seq, estimator, real, step, device, loaded, lengths, opt_state, train)
+                cell = (_too_big_for_host(batch, seq, estimator, guard)
+                        or _run_cell(batch, seq, estimator, real, step, device, loaded, lengths, opt_state, train))
                 cells.append(cell)
                 if on_cell is not None:
                     on_cell(cell, len(cells), total)
@@ -407,6 +413,42 @@ def _warm_up(step, real, loaded, device, lengths, train) -> None:
     finally:
         if train:
             real.zero_grad(set_to_none=True)
+
+
+#: Cells whose int64 token ids alone take less than this are run without asking the estimate first.
+_GUARD_FROM_BYTES = 64 * 2**20
+
+
+def available_host_bytes() -> int | None:
+    """The host memory the kernel says can still be allocated without swapping (Linux), else None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _too_big_for_host(batch, seq, estimator, guard) -> MemoryCell | None:
+    """An ``oom`` cell, not run, when the estimated increment exceeds the host's available memory."""
+    if guard is None or batch * seq * 8 < _GUARD_FROM_BYTES:
+        return None
+    try:
+        need = guard(batch, seq)
+    except KeyboardInterrupt:
+        raise
+    except Exception:  # no estimate: measure, as without the guard
+        return None
+    free = available_host_bytes()
+    if free is None or need <= free:
+        return None
+    from lstm_inspect.units import human_bytes
+
+    return MemoryCell(batch, seq, "oom", None, need if estimator is not None else None,
+                      f"out of memory: not run, the estimated {human_bytes(need)} exceeds the "
+                      f"{human_bytes(free)} of host memory available")
 
 
 def _run_cell(batch, seq, estimator, real, step, device, loaded, lengths, opt_state, train) -> MemoryCell:

@@ -60,8 +60,8 @@ def flops(
     limits = Limits.parse(max_macs=max_macs)
     dtype = check_dtype(dtype)
     accelerator = find_accelerator(hardware) if hardware is not None else None
-    if peak_tflops is not None and not peak_tflops > 0:
-        raise InvalidInput(f"--peak-tflops must be positive, got {peak_tflops}")
+    if peak_tflops is not None and not 0 < peak_tflops < float("inf"):
+        raise InvalidInput(f"--peak-tflops must be a positive number of TFLOPS, got {peak_tflops}")
     if accelerator is not None and peak_tflops is None:
         accelerator.peak(dtype)  # a dtype the accelerator has no peak for: fail before counting
 

@@ -25,6 +25,8 @@ def read_mapping(path: Path) -> dict[str, Any]:
             data = tomllib.loads(text)
         else:
             data = json.loads(text)
+    except RecursionError:  # "[[[[..." nested beyond Python's stack: corrupt, not a crash
+        raise AnalysisFailed(f"--model {path}: not valid {path.suffix.lstrip('.').upper()}: nested too deeply") from None
     except ValueError as exc:
         raise AnalysisFailed(f"--model {path}: not valid {path.suffix.lstrip('.').upper()}: {str(exc).splitlines()[0]}") from None
     if not isinstance(data, dict):

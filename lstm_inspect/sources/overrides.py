@@ -33,4 +33,8 @@ def parse_overrides(text: str) -> dict[str, str]:
 def spec_from_overrides(text: str, base: ModelSpec | None = None) -> ModelSpec:
     """The built-in spec (or ``base``) with the overrides in ``text`` applied, validated."""
     values: dict[str, Any] = parse_overrides(text)
-    return ModelSpec.from_mapping(values, base=base)
+    try:
+        return ModelSpec.from_mapping(values, base=base)
+    except InvalidInput as exc:
+        # The spec names its flags (--hidden-dim); the user typed --model key=value: say both.
+        raise InvalidInput(f"--model {text}: {exc}") from None
