@@ -45,11 +45,6 @@ class Case(NamedTuple):
     base: bool = True          # prepend BASE[command]
 
 
-def xfail(case: Case, reason: str):
-    """A case that exposes a bug in a file another branch owns; strict, so a fix makes it flip."""
-    return pytest.param(case, marks=pytest.mark.xfail(strict=True, reason=reason))
-
-
 CASES = [
     # ---- model flags (shared by structure, params, flops, memory, report) ----------------------------
     Case("params", ["--cell", "lsmt"], 2, "--cell"),
@@ -158,6 +153,9 @@ CASES = [
     Case("structure", ["--seq", "-4"], 2, "--seq"),
     Case("structure", ["--seq", "2.5"], 2, "--seq"),
     Case("structure", ["--depth", "0"], 2, "--depth"),
+    Case("structure", ["--output", "{tmp}/no-such-folder/s.json"], 2, "--output"),
+    Case("params", ["--output", "{tmp}"], 2, "--output"),
+    Case("memory", ["--batch-sizes", "1", "--seq-lens", "4", "--output", ""], 2, "--output"),
     Case("structure", ["--depth", "deep"], 2, "--depth"),
     Case("structure", ["--json=1"], 2, "--json"),
     Case("structure", ["--proj-size", "8"], 2, "--proj-size"),
@@ -262,21 +260,22 @@ CASES = [
     Case("report", ["--batch-sizes", "1,x"], 2, "--batch-sizes"),
     Case("report", ["--seq-lens", ""], 2, "--seq-lens"),
     Case("report", ["--seq-lens", "0"], 2, "--seq-lens"),
-    xfail(Case("report", ["--batch-sizes", "99999999999999999999"], 2, "--batch-sizes"),
-          "cli/report.py does not bound --batch-sizes/--seq-lens as memory does: exit 0, a cell 'estimate failed'"),
-    xfail(Case("report", ["--seq-lens", "4," + BIG + "0"], 2, "--seq-lens"),
-          "cli/report.py does not bound --batch-sizes/--seq-lens as memory does: exit 0, a cell 'estimate failed'"),
+    Case("report", ["--batch-sizes", "99999999999999999999"], 2, "--batch-sizes"),
+    Case("report", ["--seq-lens", "4," + BIG + "0"], 2, "--seq-lens"),
     Case("report", ["--device", "tpu"], 2, "--device"),
     Case("report", ["--device", ""], 2, "--device"),
     Case("report", ["--depth", "0"], 2, "--depth"),
     Case("report", ["--top", "-1"], 2, "--top"),
     Case("report", ["--top", "abc"], 2, "--top"),
     Case("report", ["--output", "{tmp}/no-such-folder/r.json"], 2, "--output"),
-    xfail(Case("report", ["--batch-sizes", "2,2"], 2, "--batch-sizes"),
-          "cli/report.py accepts a repeated grid value that memory refuses ('repeats a value'): exit 0"),
-    xfail(Case("report", ["--output", ""], 2, "--output"),
-          "cli/report.py: --output '' is Path('.'), a folder: the report is silently saved into the cwd"),
+    Case("report", ["--batch-sizes", "2,2"], 2, "--batch-sizes"),
+    Case("report", ["--output", ""], 2, "--output"),
     Case("report", ["--cell", "lstm2"], 2, "--cell"),
+    Case("report", ["--max-params", "lots"], 2, "--max-params"),
+    Case("report", ["--max-macs", "0"], 2, "--max-macs"),
+    Case("report", ["--max-memory", "1x"], 2, "--max-memory"),
+    Case("report", ["--batch-sizes", "1", "--seq-lens", "4", "--max-params", "10", "--max-macs", "10",
+                    "--max-memory", "1KiB"], 1, "--max-memory"),
     Case("report", ["--dropout", "2"], 2, "--dropout"),
     Case("report", ["--proj-size", "9"], 2, "--proj-size"),
     Case("report", ["--json=yes"], 2, "--json"),

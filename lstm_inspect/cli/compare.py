@@ -8,7 +8,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from lstm_inspect.cli.app import app
-from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, check_positive
+from lstm_inspect.cli.options import OutputFile, OUTPUT_PANEL, JsonFlag, check_positive
 from lstm_inspect.cli.output import emit
 from lstm_inspect.errors import InvalidInput
 
@@ -31,8 +31,7 @@ def compare(
     verbose: Annotated[bool, typer.Option("--verbose", help="List every layer, not only the changed ones.",
                                           rich_help_panel=OUTPUT_PANEL)] = False,
     json_output: JsonFlag = False,
-    output: Annotated[Optional[Path], typer.Option("--output", help="Also write the JSON report to this file (atomically).",
-                                                   rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
+    output: OutputFile = None,
 ) -> None:
     """Models side by side: totals with reduced and reduction ratio, per component, per layer, changed
     hyperparameters and layers removed entirely (original = the first model)."""

@@ -9,14 +9,12 @@ import typer
 
 from lstm_inspect.cli.app import app
 from lstm_inspect.cli.budget_options import Limits, MaxMemory
-from lstm_inspect.cli.options import OutputFile, JsonFlag, ModelOptions, model_options, parse_int_list, parse_lengths
+from lstm_inspect.cli.options import OutputFile, JsonFlag, ModelOptions, model_options, parse_grid_axis, parse_lengths
 from lstm_inspect.cli.output import emit
 from lstm_inspect.errors import EXIT_INTERRUPTED, InvalidInput
 
 SWEEP_PANEL = "Sweep"
 #: Beyond these a grid value is a typo (the estimate would still answer; the measurement could not).
-MAX_BATCH = 2**31 - 1
-MAX_SEQ = 2**31 - 1
 
 
 def _opt(*names: str, help: str, **kwargs):
@@ -54,8 +52,8 @@ def memory(
         raise InvalidInput(f"--optimizer {optimizer} applies to --mode train only")
     dtype = check_choice(dtype, DTYPES, "--dtype")
     method = check_choice(method, ("auto", *METHODS), "--method")
-    batches = _checked(parse_int_list(batch_sizes, "--batch-sizes"), "--batch-sizes", MAX_BATCH)
-    seqs = _checked(parse_int_list(seq_lens, "--seq-lens"), "--seq-lens", MAX_SEQ)
+    batches = parse_grid_axis(batch_sizes, "--batch-sizes")
+    seqs = parse_grid_axis(seq_lens, "--seq-lens")
     packed = parse_lengths(lengths) if lengths is not None else None
     from lstm_inspect.quantity import parse_bytes
 
@@ -82,15 +80,6 @@ def memory(
         sys.stderr.write(f"interrupted: {len(report.cells)} of {report.total_cells} cells finished (shown above)\n")
         raise typer.Exit(EXIT_INTERRUPTED)
     limits.enforce(memory=report)
-
-def _checked(values: list[int], option: str, maximum: int) -> list[int]:
-    for value in values:
-        if value > maximum:
-            raise InvalidInput(f"{option}: every value must be at most {maximum:,}, got {value:,}")
-    if len(set(values)) != len(values):
-        raise InvalidInput(f"{option}: {','.join(map(str, values))} repeats a value")
-    return values
-
 
 class _progress:
     """A Rich progress bar on stderr while the sweep runs, only when stderr is a terminal."""

@@ -153,6 +153,17 @@ def parse_int_list(text: str, option: str, *, minimum: int = 1) -> list[int]:
     return values
 
 
+def parse_grid_axis(text: str, option: str, *, maximum: int = 2**31 - 1) -> list[int]:
+    """A sweep axis (``--batch-sizes``, ``--seq-lens``): positive, bounded, no value twice."""
+    values = parse_int_list(text, option)
+    for value in values:
+        if value > maximum:
+            raise InvalidInput(f"{option}: every value must be at most {maximum:,}, got {value:,}")
+    if len(set(values)) != len(values):
+        raise InvalidInput(f"{option}: {','.join(map(str, values))} repeats a value")
+    return values
+
+
 def check_positive(value: int, option: str, *, maximum: int | None = None) -> int:
     if value < 1:
         raise InvalidInput(f"{option} must be at least 1, got {value}")

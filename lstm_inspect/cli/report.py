@@ -10,8 +10,9 @@ import typer
 
 from lstm_inspect.cli.app import app
 from lstm_inspect.cli.budget_options import Limits, MaxMacs, MaxMemory, MaxParams
-from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, ModelOptions, check_positive, model_options, parse_int_list
+from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, ModelOptions, check_positive, model_options, parse_grid_axis
 from lstm_inspect.cli.output import emit
+from lstm_inspect.errors import InvalidInput
 
 MAX_TRACE = 2**31 - 1
 
@@ -32,7 +33,7 @@ def report(
     top: Annotated[int, typer.Option("--top", help="Tensors shown in the parameter table.",
                                      rich_help_panel=OUTPUT_PANEL)] = 30,
     json_output: JsonFlag = False,
-    output: Annotated[Optional[Path], typer.Option(
+    output: Annotated[Optional[str], typer.Option(
         "--output", help="Also write the JSON report (timestamped) to this file, or into this directory as "
                          "lstm-inspect-report-<UTC time>.json.", rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
     max_params: MaxParams = None,
@@ -49,15 +50,20 @@ def report(
         check_positive(depth, "--depth")
     check_positive(top, "--top")
     limits = Limits.parse(max_params=max_params, max_macs=max_macs, max_memory=max_memory)
-    sizes = parse_int_list(batch_sizes, "--batch-sizes")
-    lens = parse_int_list(seq_lens, "--seq-lens")
+    sizes = parse_grid_axis(batch_sizes, "--batch-sizes")
+    lens = parse_grid_axis(seq_lens, "--seq-lens")
     now = _dt.datetime.now(_dt.timezone.utc)
-    if output is not None and output.expanduser().is_dir():
-        output = output.expanduser() / f"lstm-inspect-report-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
+    target = None
+    if output is not None:
+        if not output.strip():
+            raise InvalidInput("--output needs a file or a directory, got an empty value")
+        target = Path(output).expanduser()
+        if target.is_dir():
+            target = target / f"lstm-inspect-report-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
     result = run_report(model_opts.load(), batch=batch, seq=seq, batch_sizes=sizes, seq_lens=lens, device=device,
                         now=now)
     emit(result, as_json=json_output, to_json=report_json,
-         to_rich=lambda r: report_rich(r, depth=depth, top=top), output=output)
+         to_rich=lambda r: report_rich(r, depth=depth, top=top), output=target)
     sections = {section.name: section.report for section in result.sections}
     flops = sections.get("flops")
     limits.enforce(params=result.params.total, macs=flops.macs if flops is not None else None,
