@@ -17,7 +17,7 @@ import contextlib
 import warnings
 from typing import TYPE_CHECKING, Iterator
 
-from lstm_inspect.errors import AnalysisFailed, InvalidInput, LstmInspectWarning
+from lstm_inspect.errors import AnalysisFailed, InvalidInput, LstmInspectWarning, first_line
 from lstm_inspect.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -71,9 +71,9 @@ def build_real(spec: ModelSpec, device: "torch.device", dtype: "torch.dtype | No
             model = RecurrentLanguageModel(spec)
         return model.to(dtype=dtype) if dtype is not None else model
     except torch.OutOfMemoryError as exc:
-        raise AnalysisFailed(f"the model's weights do not fit on {device}: {_first_line(exc)}") from None
+        raise AnalysisFailed(f"the model's weights do not fit on {device}: {first_line(exc)}") from None
     except RuntimeError as exc:
-        raise AnalysisFailed(f"could not build the model on {device}: {_first_line(exc)}") from None
+        raise AnalysisFailed(f"could not build the model on {device}: {first_line(exc)}") from None
 
 
 def materialize_on(module: "nn.Module", device: "torch.device") -> "nn.Module":
@@ -164,8 +164,3 @@ def resolve_device(name: str) -> "torch.device":
             raise InvalidInput(f"--device {name}: there {'is' if count == 1 else 'are'} only {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
         return torch.device("cuda", index)
     raise InvalidInput(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

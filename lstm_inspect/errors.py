@@ -42,3 +42,11 @@ class BudgetExceeded(LstmInspectError):
 
 class LstmInspectWarning(UserWarning):
     """Something the user should know that does not stop the work (e.g. CUDA fallback)."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name when empty), cut to ``limit`` characters:
+    what a one-line ``error: ...`` can quote of a library's multi-line message."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -6,7 +6,7 @@ import contextlib
 import copy
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from lstm_inspect.errors import AnalysisFailed
+from lstm_inspect.errors import AnalysisFailed, first_line
 
 if TYPE_CHECKING:
     from torch import nn
@@ -116,7 +116,7 @@ def output_shapes(loaded: "LoadedModel", batch: int, seq: int) -> dict[str, Any]
                 with torch.no_grad():
                     module(*inputs)
         except Exception as exc:  # a user's model may fail in any way; say so, don't crash
-            raise AnalysisFailed(f"tracing a forward pass of {loaded.name} failed: {_first_line(exc)}") from None
+            raise AnalysisFailed(f"tracing a forward pass of {loaded.name} failed: {first_line(exc)}") from None
         finally:
             for handle in handles:
                 handle.remove()
@@ -128,8 +128,3 @@ def _recorder(shapes: dict[str, Any], name: str) -> Callable:
         shapes.setdefault(name, shape_of(output))
 
     return hook
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

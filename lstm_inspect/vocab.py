@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from lstm_inspect.errors import InvalidInput
+from lstm_inspect.errors import InvalidInput, first_line
+from lstm_inspect.offline import offline
 
 
 @dataclass(frozen=True)
@@ -33,23 +34,14 @@ def vocab_from_tokenizer(name_or_dir: str) -> TokenizerVocab:
     if looks_like_path and not path.is_dir():
         raise InvalidInput(f"--tokenizer {name_or_dir!r}: no such directory")
 
-    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
     try:
-        from transformers import AutoTokenizer
+        with offline():
+            from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(str(path) if looks_like_path else name_or_dir, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(str(path) if looks_like_path else name_or_dir, local_files_only=True)
     except Exception as exc:  # transformers raises OSError, ValueError, EnvironmentError...
         where = "that directory" if looks_like_path else "the local Hugging Face cache (no download is attempted)"
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InvalidInput(
-            f"--tokenizer {name_or_dir!r}: could not load a tokenizer from {where}: {detail[:200]}"
+            f"--tokenizer {name_or_dir!r}: could not load a tokenizer from {where}: {first_line(exc)}"
         ) from None
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
     return TokenizerVocab(name=name_or_dir, tokens=len(tokenizer), added_pad=tokenizer.pad_token is None)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from lstm_inspect.errors import AnalysisFailed
+from lstm_inspect.errors import AnalysisFailed, first_line
 from lstm_inspect.hardware import DTYPE_BYTES, Accelerator
 from lstm_inspect.thop_ops import GATES, Recorder, make_custom_ops
 
@@ -214,7 +214,7 @@ def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: s
 
         if is_size_overflow(exc):
             raise too_large(where, exc) from None
-        raise AnalysisFailed(f"counting a forward pass of {loaded.name} failed: {_first_line(exc)}") from None
+        raise AnalysisFailed(f"counting a forward pass of {loaded.name} failed: {first_line(exc)}") from None
     from torch.nn.modules.conv import _ConvNd
 
     by_name = dict(module.named_modules())
@@ -451,8 +451,3 @@ def _time_estimate(count: _Count, params: dict[str, list[tuple[str, int]]], acce
         flops=count.flops, weight_bytes=weight_bytes, activation_bytes=activation_bytes,
         compute_s=compute_s, memory_s=memory_s,
     )
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__

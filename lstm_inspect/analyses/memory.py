@@ -21,7 +21,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from lstm_inspect.errors import AnalysisFailed, InvalidInput
+from lstm_inspect.errors import AnalysisFailed, InvalidInput, first_line
 
 if TYPE_CHECKING:
     import torch
@@ -259,9 +259,9 @@ def materialize(loaded: "LoadedModel", device: "torch.device", dtype: "torch.dty
             return module
         return copy.deepcopy(loaded.module).to(device=device, dtype=dtype)
     except torch.OutOfMemoryError as exc:
-        raise AnalysisFailed(f"the model's weights do not fit on {device}: {_first_line(exc)}") from None
+        raise AnalysisFailed(f"the model's weights do not fit on {device}: {first_line(exc)}") from None
     except RuntimeError as exc:
-        raise AnalysisFailed(f"could not put the model's weights on {device}: {_first_line(exc)}") from None
+        raise AnalysisFailed(f"could not put the model's weights on {device}: {first_line(exc)}") from None
 
 
 # -------------------------------------------------------------------------------------------- sweep
@@ -394,7 +394,7 @@ def sweep_memory(
         except KeyboardInterrupt:
             interrupted = True
         except Exception as exc:  # the cells are kept; the budget table says why it is missing
-            notes = (*notes, f"--budget search failed: {_first_line(exc)}")
+            notes = (*notes, f"--budget search failed: {first_line(exc)}")
     return MemoryReport(
         model=loaded.description, mode=mode, optimizer=optimizer, dtype=dtype, device=str(device), method=method,
         batch_sizes=tuple(batch_sizes), seq_lens=tuple(seq_lens), lengths=tuple(lengths) if lengths else None,
@@ -462,7 +462,7 @@ def _run_cell(batch, seq, estimator, real, step, device, loaded, lengths, opt_st
         except KeyboardInterrupt:
             raise
         except Exception as exc:  # a user's model may fail in any way: this cell says so, the sweep goes on
-            status, reason = "error", f"estimate failed: {_first_line(exc)}"
+            status, reason = "error", f"estimate failed: {first_line(exc)}"
     if real is not None:
         try:
             measured = measure_increment(step, lambda: forward_args(loaded, batch, seq, device, lengths), device) + opt_state
@@ -470,7 +470,7 @@ def _run_cell(batch, seq, estimator, real, step, device, loaded, lengths, opt_st
             raise
         except Exception as exc:
             oom = is_out_of_memory(exc)
-            message = _first_line(exc)
+            message = first_line(exc)
             del exc  # its traceback holds the cell's tensors
             status, reason = ("oom", f"out of memory: {message}") if oom else ("error", f"measure failed: {message}")
         finally:
@@ -514,9 +514,3 @@ def _notes(method: str, mode: str, optimizer: str, device, lengths) -> tuple[str
         notes.append("packed input: the estimate runs equal-length groups unpacked (fake tensors cannot run the packed "
                      "kernel); the measurement runs the packed kernel")
     return tuple(notes)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 from lstm_inspect.analyses.layers import LayerReport, describe_layers
 from lstm_inspect.analyses.params import ParamReport, count_params
 from lstm_inspect.analyses.structure import StructureReport, describe_structure
-from lstm_inspect.errors import InvalidInput
+from lstm_inspect.errors import InvalidInput, first_line
 
 if TYPE_CHECKING:
     from lstm_inspect.source import LoadedModel
@@ -73,7 +73,7 @@ def _flops_section(loaded: "LoadedModel", batch: int, seq: int) -> Section:
     except InvalidInput:
         raise
     except Exception as exc:  # noqa: BLE001 - the rest of the report stands without this section
-        return Section("flops", None, note=f"counting FLOPs failed: {_first_line(exc)}")
+        return Section("flops", None, note=f"counting FLOPs failed: {first_line(exc)}")
     return Section("flops", result, flops_json, flops_rich)
 
 
@@ -93,10 +93,5 @@ def _memory_section(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens:
     except InvalidInput:
         raise
     except Exception as exc:  # noqa: BLE001 - the rest of the report stands without this section
-        return Section("memory", None, note=f"the memory analysis failed: {_first_line(exc)}")
+        return Section("memory", None, note=f"the memory analysis failed: {first_line(exc)}")
     return Section("memory", result, memory_json, memory_rich)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__

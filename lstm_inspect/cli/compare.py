@@ -8,11 +8,10 @@ from typing import Annotated, List, Optional
 import typer
 
 from lstm_inspect.cli.app import app
-from lstm_inspect.cli.options import OutputFile, OUTPUT_PANEL, JsonFlag, check_positive
+from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, OutputFile, check_sample
 from lstm_inspect.cli.output import emit
 from lstm_inspect.errors import InvalidInput
 
-MAX_TRACE = 2**31 - 1
 
 
 @app.command()
@@ -41,8 +40,7 @@ def compare(
 
     if len(sources) < 2:
         raise InvalidInput("compare needs at least two model sources, e.g. lstm-inspect compare builtin hidden_dim=614")
-    check_positive(batch, "--batch", maximum=MAX_TRACE)
-    check_positive(seq, "--seq", maximum=MAX_TRACE)
+    check_sample(batch, seq)
     names = [default_label(s) for s in sources]
     if name_a is not None:
         names[0] = name_a

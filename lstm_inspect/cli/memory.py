@@ -9,7 +9,7 @@ import typer
 
 from lstm_inspect.cli.app import app
 from lstm_inspect.cli.budget_options import Limits, MaxMemory
-from lstm_inspect.cli.options import OutputFile, JsonFlag, ModelOptions, model_options, parse_grid_axis, parse_lengths
+from lstm_inspect.cli.options import JsonFlag, ModelOptions, OutputFile, model_options, parse_grid_axis, parse_lengths
 from lstm_inspect.cli.output import emit
 from lstm_inspect.errors import EXIT_INTERRUPTED, InvalidInput
 

@@ -164,6 +164,16 @@ def parse_grid_axis(text: str, option: str, *, maximum: int = 2**31 - 1) -> list
     return values
 
 
+#: Largest --batch / --seq of a sample input (analyses past it are refused as too large to trace anyway).
+MAX_TRACE = 2**31 - 1
+
+
+def check_sample(batch: int, seq: int) -> None:
+    """``--batch`` and ``--seq`` of a sample input: positive and within MAX_TRACE."""
+    check_positive(batch, "--batch", maximum=MAX_TRACE)
+    check_positive(seq, "--seq", maximum=MAX_TRACE)
+
+
 def check_positive(value: int, option: str, *, maximum: int | None = None) -> int:
     if value < 1:
         raise InvalidInput(f"{option} must be at least 1, got {value}")

@@ -8,7 +8,7 @@ import typer
 
 from lstm_inspect.cli.app import app
 from lstm_inspect.cli.budget_options import Limits, MaxParams
-from lstm_inspect.cli.options import OutputFile, OUTPUT_PANEL, JsonFlag, ModelOptions, check_positive, model_options
+from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, ModelOptions, OutputFile, check_positive, model_options
 from lstm_inspect.cli.output import emit
 
 

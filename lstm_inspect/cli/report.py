@@ -10,11 +10,12 @@ import typer
 
 from lstm_inspect.cli.app import app
 from lstm_inspect.cli.budget_options import Limits, MaxMacs, MaxMemory, MaxParams
-from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, ModelOptions, check_positive, model_options, parse_grid_axis
+from lstm_inspect.cli.options import (
+    OUTPUT_PANEL, JsonFlag, ModelOptions, check_positive, check_sample, model_options, parse_grid_axis,
+)
 from lstm_inspect.cli.output import emit
 from lstm_inspect.errors import InvalidInput
 
-MAX_TRACE = 2**31 - 1
 
 
 @app.command()
@@ -44,8 +45,7 @@ def report(
     from lstm_inspect.analyses.report import run_report
     from lstm_inspect.render.report import report_json, report_rich
 
-    check_positive(batch, "--batch", maximum=MAX_TRACE)
-    check_positive(seq, "--seq", maximum=MAX_TRACE)
+    check_sample(batch, seq)
     if depth is not None:
         check_positive(depth, "--depth")
     check_positive(top, "--top")

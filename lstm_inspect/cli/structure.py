@@ -7,10 +7,11 @@ from typing import Annotated, Optional
 import typer
 
 from lstm_inspect.cli.app import app
-from lstm_inspect.cli.options import OutputFile, OUTPUT_PANEL, JsonFlag, ModelOptions, check_positive, model_options
+from lstm_inspect.cli.options import (
+    OUTPUT_PANEL, JsonFlag, ModelOptions, OutputFile, check_positive, check_sample, model_options,
+)
 from lstm_inspect.cli.output import emit
 
-MAX_TRACE = 2**31 - 1
 
 
 @app.command()
@@ -29,8 +30,7 @@ def structure(
     from lstm_inspect.analyses.structure import describe_structure
     from lstm_inspect.render.structure import structure_json, structure_rich
 
-    check_positive(batch, "--batch", maximum=MAX_TRACE)
-    check_positive(seq, "--seq", maximum=MAX_TRACE)
+    check_sample(batch, seq)
     if depth is not None:
         check_positive(depth, "--depth")
     report = describe_structure(model_opts.load(), batch=batch, seq=seq)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lstm_inspect.errors import AnalysisFailed
+from lstm_inspect.errors import AnalysisFailed, first_line
 
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -129,6 +129,4 @@ def _strip_wrappers(infos: dict[str, TensorInfo]) -> dict[str, TensorInfo]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    line = text.splitlines()[0] if text else type(exc).__name__
-    return line.split(". ")[0][:160]
+    return first_line(exc).split(". ")[0][:160]  # torch's unpickling messages run on for sentences

@@ -17,7 +17,7 @@ import re
 import sys
 from typing import Any, Callable
 
-from lstm_inspect.errors import AnalysisFailed, InvalidInput
+from lstm_inspect.errors import AnalysisFailed, InvalidInput, first_line
 
 FACTORY = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)$")
 
@@ -79,5 +79,4 @@ def _as_tuple(sample: Callable[..., Any]) -> Callable[..., tuple]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text.splitlines()[0][:200]}" if text else type(exc).__name__
+    return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__

@@ -8,27 +8,13 @@ weight initialisation skipped on the ``meta`` device, so a 7-billion-parameter c
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from lstm_inspect.errors import AnalysisFailed, InvalidInput
+from lstm_inspect.offline import offline
 
 
-@contextlib.contextmanager
-def offline() -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def config_for_type(model_type: str) -> Any:
