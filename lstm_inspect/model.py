@@ -56,30 +56,30 @@ class RecurrentLanguageModel(nn.Module):
 def packed_recurrent(rnn: nn.RNNBase, embedded: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
     """The recurrent stack over a packed batch; returns the packed output data ``[sum(lengths), D·H_r]``.
 
-    On real tensors this is ``pack_padded_sequence`` and the packed kernel. Fake tensors cannot run
-    the packed kernel (it reads ``batch_sizes``), so there the sequences are run in groups of equal
-    length, unpacked: the same cell steps (each sequence is independent), the same output size.
+    On real tensors this is ``pack_padded_sequence`` and the packed kernel. Fake and meta tensors
+    cannot run the packed kernel (it reads ``batch_sizes``), so there the sequences are run in groups
+    of equal length, unpacked: the same cell steps (each sequence is independent), the same output size.
     """
     from torch.nn.utils.rnn import pack_padded_sequence
 
-    if not _is_fake(embedded):
+    if embedded.device.type != "meta" and not _is_fake(embedded):
         lengths_t = torch.as_tensor(list(lengths), dtype=torch.int64)
         packed = pack_padded_sequence(embedded, lengths_t, batch_first=rnn.batch_first, enforce_sorted=False)
         output, _state = rnn(packed)
         return output.data
-    pieces = []
+    width = 0
     for length in sorted(set(lengths), reverse=True):
         rows = [i for i, n in enumerate(lengths) if n == length]
-        if rnn.batch_first:
-            group = embedded[rows, :length]
-        else:
-            group = embedded[:length, rows]
+        group = embedded[rows, :length] if rnn.batch_first else embedded[:length, rows]
         output, _state = rnn(group)
-        pieces.append(output.reshape(len(rows) * length, output.shape[-1]))
-    return torch.cat(pieces)
+        width = output.shape[-1]
+    # the packed output's size; not torch.cat of the groups (cat on meta imports torch._dynamo)
+    return embedded.new_empty((sum(lengths), width))
 
 
 def _is_fake(t: torch.Tensor) -> bool:
-    from torch._subclasses.fake_tensor import is_fake
+    import sys
 
-    return is_fake(t)
+    # a fake tensor exists only once its module is loaded; importing it just to ask costs ~1 s
+    module = sys.modules.get("torch._subclasses.fake_tensor")
+    return module is not None and module.is_fake(t)

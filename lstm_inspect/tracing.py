@@ -42,6 +42,45 @@ def fake_copy(loaded: "LoadedModel", *, shape_only_recurrent: bool = False) -> I
     yield module, mode
 
 
+@contextlib.contextmanager
+def shape_copy(loaded: "LoadedModel") -> Iterator[tuple["nn.Module", Any, str]]:
+    """Yield ``(module, mode, device)`` for an analysis that needs output shapes, not allocations.
+
+    When every leaf module's output shape is known in closed form (Embedding, LSTM/GRU/RNN, Linear,
+    Dropout, Identity: the built-in family), the copy stays on ``meta`` with shape-only forwards for
+    the recurrent and linear modules: no kernel runs and FakeTensorMode (whose first use imports
+    ``torch._dynamo``, about one more ``import torch``) is never needed. Any other model gets
+    :func:`fake_copy` with shape-only recurrent modules. Create inputs on ``device`` inside ``mode``.
+    """
+    import types
+
+    from torch import nn
+
+    module = _meta_copy(loaded.module)
+    leaves = [m for m in module.modules() if not list(m.children())]
+    if all(isinstance(m, _closed_form_leaves()) for m in leaves):
+        for sub in leaves:
+            if isinstance(sub, nn.RNNBase):
+                sub.forward = types.MethodType(_recurrent_shapes, sub)
+            elif isinstance(sub, nn.Linear):
+                sub.forward = types.MethodType(_linear_shapes, sub)
+        yield module, contextlib.nullcontext(), "meta"
+        return
+    with fake_copy(loaded, shape_only_recurrent=True) as (fake, mode):
+        yield fake, mode, "cpu"
+
+
+def _closed_form_leaves() -> tuple[type, ...]:
+    from torch import nn
+
+    return (nn.Embedding, nn.RNNBase, nn.Linear, nn.Dropout, nn.Identity)
+
+
+def _linear_shapes(self, input):
+    """nn.Linear's output, shape only."""
+    return input.new_empty((*input.shape[:-1], self.out_features))
+
+
 def _recurrent_shapes(self, input, hx=None):
     """nn.LSTM/GRU/RNN's outputs, shapes only: (output, h_n) or (output, (h_n, c_n))."""
     from torch.nn.utils.rnn import PackedSequence
@@ -103,13 +142,13 @@ def shape_of(value: Any) -> Any:
 def output_shapes(loaded: "LoadedModel", batch: int, seq: int) -> dict[str, Any]:
     """Qualified module name ("" for the root) -> nested output shape, for a token batch."""
     shapes: dict[str, Any] = {}
-    with fake_copy(loaded, shape_only_recurrent=True) as (module, mode):
+    with shape_copy(loaded) as (module, mode, device):
         handles = []
         for name, sub in module.named_modules():
             handles.append(sub.register_forward_hook(_recorder(shapes, name)))
         try:
             with mode:
-                inputs = loaded.sample_input(batch, seq, "cpu")
+                inputs = loaded.sample_input(batch, seq, device)
                 module.eval()
                 import torch
 

@@ -73,3 +73,24 @@ def test_shape_only_recurrent_forward_matches_the_real_one(cell, layers, bidirec
     expected = _shapes(real(x))
     stand_in = types.MethodType(_recurrent_shapes, real)
     assert _shapes(stand_in(x)) == expected
+
+
+def test_builtin_family_is_traced_without_fake_tensors():
+    """structure and flops of the built-in model stay on meta: torch._dynamo (~1 s) is never imported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from lstm_inspect.spec import ModelSpec\n"
+        "from lstm_inspect.source import load_builtin\n"
+        "from lstm_inspect.analyses.flops import count_flops\n"
+        "from lstm_inspect.analyses.structure import describe_structure\n"
+        "m = load_builtin(ModelSpec(cell='gru', bidirectional=True))\n"
+        "r = count_flops(m, batch=2, seq=64)\n"
+        "p = count_flops(m, batch=3, seq=9, lengths=[9, 4, 4])\n"
+        "s = describe_structure(m, batch=2, seq=8)\n"
+        "print(r.macs > 0, p.macs < r.macs, 'torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "True", "False"], out.stderr

@@ -266,11 +266,12 @@ def _stock_profile(module: "nn.Module", inputs: tuple) -> int:
     return int(round(float(total)))
 
 
-def _inputs(loaded: "LoadedModel", mode: Any, batch: int, seq: int, lengths: Sequence[int] | None = None) -> tuple:
+def _inputs(loaded: "LoadedModel", mode: Any, device: str, batch: int, seq: int,
+            lengths: Sequence[int] | None = None) -> tuple:
     with mode:
         if lengths is None:
-            return loaded.sample_input(batch, seq, "cpu")
-        return loaded.sample_input(batch, seq, "cpu", lengths=list(lengths))
+            return loaded.sample_input(batch, seq, device)
+        return loaded.sample_input(batch, seq, device, lengths=list(lengths))
 
 
 def count_flops(
@@ -297,15 +298,15 @@ def count_flops(
     Returns:
         A FlopsReport; ``macs``/``flops`` are the packed figures when ``lengths`` is given.
     """
-    from lstm_inspect.tracing import fake_copy
+    from lstm_inspect.tracing import shape_copy
 
     notes: list[str] = []
     packed: PackedComparison | None = None
-    with fake_copy(loaded, shape_only_recurrent=True) as (module, mode):
+    with shape_copy(loaded) as (module, mode, device):
         if lengths is not None:
             batch = len(lengths)
-            count = _profile(module, _inputs(loaded, mode, batch, seq, lengths), loaded, "--lengths")
-            padded_inputs = _inputs(loaded, mode, batch, seq)
+            count = _profile(module, _inputs(loaded, mode, device, batch, seq, lengths), loaded, "--lengths")
+            padded_inputs = _inputs(loaded, mode, device, batch, seq)
             padded = _profile(module, padded_inputs, loaded, f"--lengths (padded to {batch} × {seq})")
             packed = PackedComparison(
                 lengths=tuple(lengths), padded_batch=batch, padded_seq_len=seq,
@@ -316,7 +317,7 @@ def count_flops(
             notes.append("thop's raw figure is for the padded batch: thop 0.1.1 on a real PackedSequence also "
                          "charges the recurrent stack the padded rectangle")
         else:
-            inputs = _inputs(loaded, mode, batch, seq)
+            inputs = _inputs(loaded, mode, device, batch, seq)
             count = _profile(module, inputs, loaded, f"--batch {batch} × --seq {seq}")
             thop_raw = _stock_profile(module, inputs)
         params = _param_numels(module)
@@ -352,13 +353,13 @@ def count_flops(
 
 def count_grid(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens: Sequence[int]) -> FlopsGrid:
     """MACs and FLOPs of one forward for every (batch, seq) pair; one fake copy for all cells."""
-    from lstm_inspect.tracing import fake_copy
+    from lstm_inspect.tracing import shape_copy
 
     cells = []
-    with fake_copy(loaded, shape_only_recurrent=True) as (module, mode):
+    with shape_copy(loaded) as (module, mode, device):
         for b in batch_sizes:
             for s in seq_lens:
-                count = _profile(module, _inputs(loaded, mode, b, s), loaded,
+                count = _profile(module, _inputs(loaded, mode, device, b, s), loaded,
                                  f"--batch-sizes × --seq-lens cell {b} × {s}")
                 cells.append(GridCell(b, s, count.macs, count.flops))
     return FlopsGrid(loaded.description, tuple(batch_sizes), tuple(seq_lens), tuple(cells), notes=())
