@@ -67,14 +67,18 @@ def packed_recurrent(rnn: nn.RNNBase, embedded: torch.Tensor, lengths: Sequence[
         packed = pack_padded_sequence(embedded, lengths_t, batch_first=rnn.batch_first, enforce_sorted=False)
         output, _state = rnn(packed)
         return output.data
-    width = 0
+    pieces = []
     for length in sorted(set(lengths), reverse=True):
         rows = [i for i, n in enumerate(lengths) if n == length]
         group = embedded[rows, :length] if rnn.batch_first else embedded[:length, rows]
         output, _state = rnn(group)
-        width = output.shape[-1]
-    # the packed output's size; not torch.cat of the groups (cat on meta imports torch._dynamo)
-    return embedded.new_empty((sum(lengths), width))
+        pieces.append(output.reshape(len(rows) * length, output.shape[-1]))
+    if embedded.device.type == "meta":
+        # shape-only tracing: the packed output's size (torch.cat on meta imports torch._dynamo)
+        return embedded.new_empty((sum(lengths), pieces[0].shape[-1]))
+    # fake tensors (the memory estimate): cat keeps the groups in the autograd graph, as the packed
+    # output keeps the packed kernel's, so a training step's backward is estimated too
+    return torch.cat(pieces)
 
 
 def _is_fake(t: torch.Tensor) -> bool:

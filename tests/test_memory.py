@@ -366,3 +366,19 @@ def test_cli_accepts_the_source_scripts_spellings_and_help_does_not_import_torch
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)),
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_packed_training_step_estimate_follows_the_measurement():
+    """The grouped fake forward must keep the recurrent outputs in the graph (train mode's backward)."""
+    import json as _json
+
+    from typer.testing import CliRunner as _Runner
+
+    from lstm_inspect.cli import app as _app
+
+    result = _Runner().invoke(_app, ["memory", "--json", "--lengths", "24,9,3", "--embed-dim", "128", "--hidden-dim", "128",
+                                     "--vocab-size", "5000", "--mode", "train", "--method", "both", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    cell = _json.loads(result.stdout)["cells"][0]
+    assert cell["status"] == "ok"
+    assert abs(cell["estimated_bytes"] - cell["measured_bytes"]) <= 0.10 * cell["measured_bytes"]
