@@ -9,11 +9,10 @@ Run: ``.venv/bin/python benchmarks/bench_sources.py [--repeat 3]``
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
-from _timing import CLI, table
+from _timing import CLI, PY, run, table
 
 
 def main() -> None:
@@ -21,13 +20,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     repeat = parser.parse_args().repeat
     with tempfile.TemporaryDirectory() as tmp:
-        import torch
-
-        from lstm_inspect.model import RecurrentLanguageModel
-        from lstm_inspect.spec import ModelSpec
-
         ckpt = Path(tmp) / "default.pt"
-        torch.save(RecurrentLanguageModel(ModelSpec()).state_dict(), ckpt)
+        # made in a child: a parent holding 347 MB would show in every child's peak RSS (fork)
+        run([PY, "-c", "import sys, torch\nfrom lstm_inspect.model import RecurrentLanguageModel\n"
+                       "from lstm_inspect.spec import ModelSpec\n"
+                       "torch.save(RecurrentLanguageModel(ModelSpec()).state_dict(), sys.argv[1])", str(ckpt)])
         table([
             ("report (defaults)", CLI + ["report"], None),
             ("report --json (defaults)", CLI + ["report", "--json"], None),
