@@ -318,6 +318,18 @@ def test_ctrl_c_prints_the_finished_cells_and_exits_130():
                 except OSError:
                     break
         assert b": ok" in seen, seen[-500:]
+        # keep reading the terminal: a progress bar that fills an unread pty blocks the process
+        import threading
+
+        def drain():
+            while True:
+                try:
+                    if not os.read(master, 65536):
+                        return
+                except OSError:
+                    return
+
+        threading.Thread(target=drain, daemon=True).start()
         proc.send_signal(signal.SIGINT)
         stdout, _ = proc.communicate(timeout=120)
     finally:
