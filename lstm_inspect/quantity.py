@@ -19,19 +19,20 @@ _NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]*)\s
 
 def parse_count(text: str, option: str) -> int:
     """``'90M' -> 90_000_000``; decimal prefixes K, M, G (or B, billions), T."""
-    number, suffix = _split(text, option, "a count like 90M, 1.5G or 1537130496")
-    factor = _COUNT_SUFFIX.get(suffix.upper())
-    if factor is None:
-        raise InvalidInput(f"{option}: unknown unit {suffix!r} in {text!r}; use K, M, G or T (e.g. 1.5G)")
-    return int(round(number * factor))
+    return _parse(text, option, _COUNT_SUFFIX, "a count like 90M, 1.5G or 1537130496", "K, M, G or T (e.g. 1.5G)")
 
 
 def parse_bytes(text: str, option: str) -> int:
     """``'24GiB' -> 24 * 2**30``; KiB/MiB/GiB/TiB binary, KB/MB/GB/TB decimal, bare K/M/G binary."""
-    number, suffix = _split(text, option, "a size like 24GiB, 512MiB or 1.5GB")
-    factor = _BYTE_SUFFIX.get(suffix.upper())
+    return _parse(text, option, _BYTE_SUFFIX, "a size like 24GiB, 512MiB or 1.5GB",
+                  "B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)")
+
+
+def _parse(text: str, option: str, units: dict[str, int], example: str, known: str) -> int:
+    number, suffix = _split(text, option, example)
+    factor = units.get(suffix.upper())
     if factor is None:
-        raise InvalidInput(f"{option}: unknown unit {suffix!r} in {text!r}; use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)")
+        raise InvalidInput(f"{option}: unknown unit {suffix!r} in {text!r}; use {known}")
     return int(round(number * factor))
 
 

@@ -16,10 +16,13 @@ Weights are reported once, separately (``weights_bytes``).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
+import signal
+import threading
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from lstm_inspect.errors import AnalysisFailed, InvalidInput, first_line
 
@@ -373,13 +376,18 @@ def sweep_memory(
     total = len(batch_sizes) * len(seq_lens)
     interrupted = False
     try:
-        for batch in batch_sizes:
-            for seq in seq_lens:
-                cell = (_too_big_for_host(batch, seq, estimator, guard)
-                        or _run_cell(batch, seq, estimator, real, step, device, loaded, lengths, opt_state, train))
-                cells.append(cell)
-                if on_cell is not None:
-                    on_cell(cell, len(cells), total)
+        with _interruptible() as stop:
+            for batch in batch_sizes:
+                for seq in seq_lens:
+                    if stop.is_set():
+                        raise KeyboardInterrupt
+                    cell = (_too_big_for_host(batch, seq, estimator, guard)
+                            or _run_cell(batch, seq, estimator, real, step, device, loaded, lengths, opt_state, train))
+                    cells.append(cell)
+                    if on_cell is not None:
+                        on_cell(cell, len(cells), total)
+                    if stop.is_set():
+                        raise KeyboardInterrupt
     except KeyboardInterrupt:
         interrupted = True
         from lstm_inspect.analyses.memory_measure import release
@@ -401,6 +409,30 @@ def sweep_memory(
         weights_bytes=weights, optimizer_state_bytes=opt_state, cells=tuple(cells), interrupted=interrupted,
         budget_bytes=budget_bytes, budget_fits=fits, notes=notes,
     )
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[threading.Event]:
+    """Ctrl-C during a sweep: raise KeyboardInterrupt at once, as Python does, and also remember it.
+
+    A KeyboardInterrupt that lands inside a finalizer (``gc.collect()`` between cells, weakref
+    callbacks of the estimate's tracker) is printed and swallowed by Python; the remembered flag
+    stops the sweep at the next cell boundary all the same.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def on_sigint(signum, frame):
+        stop.set()
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _warm_up(step, real, loaded, device, lengths, train) -> None:
