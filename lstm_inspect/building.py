@@ -76,11 +76,6 @@ def build_real(spec: ModelSpec, device: "torch.device", dtype: "torch.dtype | No
         raise AnalysisFailed(f"could not build the model on {device}: {first_line(exc)}") from None
 
 
-def materialize_on(module: "nn.Module", device: "torch.device") -> "nn.Module":
-    """A meta module given real (uninitialised) storage on ``device``."""
-    return module.to_empty(device=device)
-
-
 @contextlib.contextmanager
 def fake_mode() -> Iterator[object]:
     """A FakeTensorMode that accepts real tensors (e.g. PackedSequence.batch_sizes) as inputs."""

@@ -64,16 +64,3 @@ def projection_params(spec: ModelSpec) -> Formula:
     if spec.bias:
         return Formula("projection", "D·H_r·V + V", f"{o}·{v} + {v}", value)
     return Formula("projection", "D·H_r·V", f"{o}·{v}", value)
-
-
-def all_params(spec: ModelSpec) -> list[Formula]:
-    """Every component's formula: embedding, each recurrent layer (all directions), projection."""
-    return (
-        [embedding_params(spec)]
-        + [recurrent_layer_params(spec, layer) for layer in range(spec.num_layers)]
-        + [projection_params(spec)]
-    )
-
-
-def total_params(spec: ModelSpec) -> int:
-    return sum(f.value for f in all_params(spec))
