@@ -38,8 +38,15 @@ def vocab_from_tokenizer(name_or_dir: str) -> TokenizerVocab:
         with offline():
             from transformers import AutoTokenizer
 
-            tokenizer = AutoTokenizer.from_pretrained(str(path) if looks_like_path else name_or_dir, local_files_only=True)
+            # trust_remote_code=False: a tokenizer's own code (auto_map) is never run, and never prompted for
+            tokenizer = AutoTokenizer.from_pretrained(str(path) if looks_like_path else name_or_dir,
+                                                      local_files_only=True, trust_remote_code=False)
     except Exception as exc:  # transformers raises OSError, ValueError, EnvironmentError...
+        if "custom code" in str(exc):
+            raise InvalidInput(
+                f"--tokenizer {name_or_dir!r}: the tokenizer needs its own Python code (auto_map) and lstm-inspect "
+                "never runs a directory's code; give a tokenizer transformers supports, or --vocab-size"
+            ) from None
         where = "that directory" if looks_like_path else "the local Hugging Face cache (no download is attempted)"
         raise InvalidInput(
             f"--tokenizer {name_or_dir!r}: could not load a tokenizer from {where}: {first_line(exc)}"
