@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torch import nn
 
-from typing import Sequence
-
+from lstm_inspect.recurrence import cell_class
 from lstm_inspect.spec import ModelSpec
-
-_CELL_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
 class RecurrentLanguageModel(nn.Module):
     """Embedding -> LSTM/GRU/RNN stack -> Linear to the vocabulary (logits; softmax lives in the loss).
 
-    Module names ``embed``, ``rnn`` and ``proj`` are part of the checkpoint format: a state_dict
-    of this model is recognised by them.
+    Source document 000's ``SimpleLSTMModel``, names included: ``embed``, then the recurrent stack
+    named after its cell (``lstm``, ``gru`` or ``rnn``), then ``proj``. A state_dict saved from the
+    source script is this model's state_dict.
     """
 
     def __init__(self, spec: ModelSpec) -> None:
@@ -34,10 +34,15 @@ class RecurrentLanguageModel(nn.Module):
         )
         if spec.cell == "lstm":
             kwargs["proj_size"] = spec.proj_size
-        self.rnn = _CELL_CLASSES[spec.cell](**kwargs)
+        self.add_module(spec.cell, cell_class(spec.cell)(**kwargs))
         self.proj = nn.Linear(spec.output_dim, spec.vocab_size, bias=spec.bias)
         if spec.tie_weights:
             self.proj.weight = self.embed.weight
+
+    @property
+    def recurrent(self) -> nn.RNNBase:
+        """The recurrent stack (``self.lstm``, ``self.gru`` or ``self.rnn``)."""
+        return self._modules[self.spec.cell]  # type: ignore[return-value]
 
     def forward(self, tokens: torch.Tensor, lengths: Sequence[int] | None = None) -> torch.Tensor:
         """Token ids ``[B, T]`` (``[T, B]`` when not batch_first) -> logits ``[..., vocab]``.
@@ -48,13 +53,14 @@ class RecurrentLanguageModel(nn.Module):
         """
         embedded = self.embed(tokens)
         if lengths is None:
-            hidden, _state = self.rnn(embedded)
+            hidden, _state = self.recurrent(embedded)
             return self.proj(hidden)
-        return self.proj(packed_recurrent(self.rnn, embedded, lengths))
+        return self.proj(packed_recurrent([self.recurrent], embedded, lengths))
 
 
-def packed_recurrent(rnn: nn.RNNBase, embedded: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
-    """The recurrent stack over a packed batch; returns the packed output data ``[sum(lengths), D·H_r]``.
+def packed_recurrent(stack: Sequence[nn.RNNBase], embedded: torch.Tensor, lengths: Sequence[int]) -> torch.Tensor:
+    """Recurrent modules, one after the other, over a packed batch; returns the packed output data
+    ``[sum(lengths), D·H_r]``.
 
     On real tensors this is ``pack_padded_sequence`` and the packed kernel. Fake and meta tensors
     cannot run the packed kernel (it reads ``batch_sizes``), so there the sequences are run in groups
@@ -62,16 +68,19 @@ def packed_recurrent(rnn: nn.RNNBase, embedded: torch.Tensor, lengths: Sequence[
     """
     from torch.nn.utils.rnn import pack_padded_sequence
 
+    batch_first = stack[0].batch_first
     if embedded.device.type != "meta" and not _is_fake(embedded):
         lengths_t = torch.as_tensor(list(lengths), dtype=torch.int64)
-        packed = pack_padded_sequence(embedded, lengths_t, batch_first=rnn.batch_first, enforce_sorted=False)
-        output, _state = rnn(packed)
-        return output.data
+        packed = pack_padded_sequence(embedded, lengths_t, batch_first=batch_first, enforce_sorted=False)
+        for rnn in stack:
+            packed, _state = rnn(packed)
+        return packed.data
     pieces = []
     for length in sorted(set(lengths), reverse=True):
         rows = [i for i, n in enumerate(lengths) if n == length]
-        group = embedded[rows, :length] if rnn.batch_first else embedded[:length, rows]
-        output, _state = rnn(group)
+        output = embedded[rows, :length] if batch_first else embedded[:length, rows]
+        for rnn in stack:
+            output, _state = rnn(output)
         pieces.append(output.reshape(len(rows) * length, output.shape[-1]))
     if embedded.device.type == "meta":
         # shape-only tracing: the packed output's size (torch.cat on meta imports torch._dynamo)

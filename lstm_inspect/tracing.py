@@ -28,6 +28,7 @@ def fake_copy(loaded: "LoadedModel", *, shape_only_recurrent: bool = False) -> I
     """
     from lstm_inspect.building import fake_mode, to_fake
 
+    require_runnable(loaded)
     module = _meta_copy(loaded.module)
     with fake_mode() as mode:
         to_fake(module, mode)
@@ -56,6 +57,7 @@ def shape_copy(loaded: "LoadedModel") -> Iterator[tuple["nn.Module", Any, str]]:
 
     from torch import nn
 
+    require_runnable(loaded)
     module = _meta_copy(loaded.module)
     leaves = [m for m in module.modules() if not list(m.children())]
     if all(isinstance(m, _closed_form_leaves()) for m in leaves):
@@ -68,6 +70,14 @@ def shape_copy(loaded: "LoadedModel") -> Iterator[tuple["nn.Module", Any, str]]:
         return
     with fake_copy(loaded, shape_only_recurrent=True) as (fake, mode):
         yield fake, mode, "cpu"
+
+
+def require_runnable(loaded: "LoadedModel") -> None:
+    """Stop, with the model's own reason, when its forward pass cannot be rebuilt (a checkpoint whose
+    architecture was only partly recognised: its parameters count, nothing else runs)."""
+    reason = getattr(loaded.module, "unrunnable", None)
+    if reason:
+        raise AnalysisFailed(reason)
 
 
 def _closed_form_leaves() -> tuple[type, ...]:

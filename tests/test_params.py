@@ -132,9 +132,9 @@ def test_top_and_all_limit_the_table():
     limited = runner.invoke(app, args + ["--top", "5"])
     assert limited.exit_code == 0, limited.output
     assert "more tensor(s) not shown" in limited.stdout
-    assert "rnn.bias_hh_l7" not in limited.stdout
+    assert "lstm.bias_hh_l7" not in limited.stdout
     full = runner.invoke(app, args + ["--all"])
-    assert "rnn.bias_hh_l7" in full.stdout and "not shown" not in full.stdout
+    assert "lstm.bias_hh_l7" in full.stdout and "not shown" not in full.stdout
 
 
 def test_source_script_spellings():

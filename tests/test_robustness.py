@@ -115,8 +115,12 @@ CASES = [
     Case("params", ["--model", "{tmp}/deep.json"], 3, "deep.json", base=False),           # nested 100000 deep
     Case("params", ["--model", "{tmp}/deep.toml"], 3, "deep.toml", base=False),
     Case("params", ["--model", "{tmp}/hf-deep"], (2, 3), "hf-deep", base=False),          # its config.json
-    Case("params", ["--model", "{tmp}/linear.pt"], 3, "linear.pt", base=False),           # another architecture
+    Case("params", ["--model", "{tmp}/linear.pt"], 0, "", base=False),                    # another architecture: counted
+    Case("structure", ["--model", "{tmp}/linear.pt"], 3, "linear.pt", base=False),        # ... but it cannot run
     Case("params", ["--model", "{tmp}/module.pt"], 3, "module.pt", base=False),           # a pickled module: refused
+    Case("params", ["--model", "{tmp}/module.pt", "--trust-pickle"], 0, "", base=False),  # ... unless trusted
+    Case("compare", ["builtin", "{tmp}/module.pt"], 3, "model 2", base=False),
+    Case("compare", ["builtin", "{tmp}/module.pt", "--trust-pickle"], 0, "", base=False),
     Case("params", ["--model", "{tmp}/list.pt"], 3, "list.pt", base=False),
     Case("params", ["--model", "{tmp}/truncated.pt"], 3, "truncated.pt", base=False),
     Case("params", ["--model", "{tmp}/unreadable.pt"], (2, 3), "unreadable.pt", base=False),
@@ -291,7 +295,7 @@ CASES = [
     Case("compare", ["hidden_dim=8", "hf:no_such_model_type"], 2, "no_such_model_type"),
     Case("compare", ["hidden_dim=8", "no_such_pkg.models:build"], 2, "no_such_pkg"),
     Case("compare", ["hidden_dim=8", "hidden_dim=banana"], 2, "hidden_dim"),
-    Case("compare", ["hidden_dim=8", ""], 2, "--model"),
+    Case("compare", ["hidden_dim=8", ""], 2, "model 2"),
     Case("compare", ["hidden_dim=8", "hidden_dim=4", "--output", "{tmp}/no-such-folder/c.json"], 2, "--output"),
     Case("compare", ["hidden_dim=8", "hidden_dim=4", "--name-a", "x", "--name-b"], 2, "--name-b"),
     Case("compare", ["hidden_dim=8", "hidden_dim=4", "--verbose=1"], 2, "--verbose"),

@@ -17,7 +17,7 @@ from lstm_inspect.cli import app
 from lstm_inspect.errors import AnalysisFailed, InvalidInput
 from lstm_inspect.sources import resolve_source
 from lstm_inspect.sources.checkpoint import TensorInfo
-from lstm_inspect.sources.infer import infer_stack
+from lstm_inspect.sources.layout import builtin_spec, read_layout
 from lstm_inspect.spec import ModelSpec
 from tests.sources_helpers import pruned_state_dict, save_builtin, stack_total
 
@@ -57,7 +57,7 @@ def test_inference_from_shapes_alone_recovers_the_spec(spec):
 
     module = build_meta(spec)
     infos = {name: TensorInfo(tuple(t.shape), "float32", id(t)) for name, t in module.state_dict(keep_vars=True).items()}
-    assert infer_stack(infos).uniform_spec() == spec
+    assert builtin_spec(read_layout(infos)) == spec
 
 
 def test_torch_and_safetensors_checkpoints_count_like_the_model(tmp_path):
@@ -89,17 +89,19 @@ def test_pruned_checkpoint_with_narrower_and_fewer_layers(tmp_path, bidirectiona
     torch.save(sd, path)
     loaded = resolve_source(str(path))
     assert loaded.spec is None
-    assert type(loaded.module).__name__ == "PrunedRecurrentLanguageModel"
-    assert [l["hidden_size"] for l in loaded.description["stack"]["layers"]] == widths
+    assert type(loaded.module).__name__ == "RebuiltRecurrentModel"
+    assert [l["hidden_size"] for l in loaded.description["layout"]["recurrent"][0]["layers"]] == widths
     assert count_params(loaded).total == stack_total("lstm", 40, 12, widths, bidirectional=bidirectional)
 
-    # The tensor names map one to one onto the stack model: a real copy loads the checkpoint strictly.
-    from lstm_inspect.sources.infer import infer_stack as infer
+    # A real copy of the rebuilt model holds exactly the file's tensors, under the file's names.
     from lstm_inspect.sources.checkpoint import read_checkpoint
-    from lstm_inspect.sources.pruned import PrunedRecurrentLanguageModel, remap_state_dict
+    from lstm_inspect.sources.rebuilt import RebuiltRecurrentModel
 
-    real = PrunedRecurrentLanguageModel(infer(read_checkpoint(path)))
-    real.load_state_dict(remap_state_dict(sd), strict=True)
+    infos = read_checkpoint(path)
+    real = RebuiltRecurrentModel(read_layout(infos), infos)
+    shown = {real.checkpoint_names.get(k, k): v for k, v in real.state_dict().items()}
+    assert {k: tuple(v.shape) for k, v in shown.items()} == {k: tuple(v.shape) for k, v in sd.items()}
+    real.load_state_dict({k: sd[real.checkpoint_names.get(k, k)] for k in real.state_dict()}, strict=True)
     logits = real(torch.zeros(2, 5, dtype=torch.long))
     assert list(logits.shape) == [2, 5, 40]
 
@@ -108,6 +110,7 @@ def test_pruned_checkpoint_with_narrower_and_fewer_layers(tmp_path, bidirectiona
     assert json.loads(result.stdout)["tree"]["output_shape"] == [3, 7, 40]
     result = runner.invoke(app, ["params", "--json", "--model", str(path)])
     doc = json.loads(result.stdout)
+    assert [t["name"] for t in doc["tensors"]] == list(sd)   # the file's names, in the file's order
     # Closed forms per layer, each with its own widths, written here: layer 1 takes layer 0's output.
     from tests.sources_helpers import direction_params
 
@@ -127,10 +130,11 @@ def test_pruned_state_dict_of_the_stack_model_round_trips(tmp_path):
     first = resolve_source(str(path))
     path2 = tmp_path / "again.pt"
     real = first.module.to_empty(device="cpu")
-    torch.save(real.state_dict(), path2)   # the stack model's own names: rnn.<k>.weight_ih_l0
+    torch.save(real.state_dict(), path2)   # the rebuilt model's own module names: rnn.<k>.weight_ih_l0
     again = resolve_source(str(path2))
-    assert again.description["stack"] == first.description["stack"]
-    assert count_params(again).total == stack_total("gru", 15, 4, [6, 3])
+    widths = [[l["hidden_size"] for l in b["layers"]] for b in again.description["layout"]["recurrent"]]
+    assert widths == [[6], [3]]
+    assert count_params(again).total == count_params(first).total == stack_total("gru", 15, 4, [6, 3])
 
 
 def test_malicious_pickle_is_refused_and_never_executed(tmp_path):
@@ -167,14 +171,21 @@ def test_truncated_checkpoints_fail_with_exit_3(tmp_path):
         assert "truncated or corrupt" in result.stderr
 
 
-def test_state_dict_of_an_unrelated_model_says_what_it_found(tmp_path):
+def test_state_dict_of_an_unrelated_model_is_counted_and_the_rest_explained(tmp_path):
     net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 4, 3))
     path = tmp_path / "conv.pt"
     torch.save(net.state_dict(), path)
-    result = runner.invoke(app, ["params", "--model", str(path)])
-    assert result.exit_code == 3
-    assert "not a state_dict of the built-in model family" in result.stderr
-    assert "0.weight [8, 3, 3, 3]" in result.stderr
+    result = runner.invoke(app, ["params", "--json", "--model", str(path)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["total_params"] == sum(p.numel() for p in net.parameters())
+    assert [t["name"] for t in doc["tensors"]] == list(net.state_dict())
+    for command in ("structure", "flops", "memory"):
+        result = runner.invoke(app, [command, "--model", str(path)])
+        assert result.exit_code == 3, result.output
+        line = result.stderr.strip()
+        assert len(line.splitlines()) == 1
+        assert "Recognised:" in line and "0.weight [8, 3, 3, 3]" in line and "package.module:factory" in line
 
 
 def test_a_pickled_whole_module_is_refused(tmp_path):
@@ -255,35 +266,37 @@ def test_checkpoint_refuses_architecture_flags_but_takes_layout_ones(tmp_path):
 @given(cell=st.sampled_from(["lstm", "gru", "rnn"]), widths=st.lists(st.integers(1, 9), min_size=1, max_size=4),
        bidirectional=st.booleans(), vocab=st.integers(1, 30), embed=st.integers(1, 9))
 def test_pruned_stacks_are_inferred_layer_by_layer(cell, widths, bidirectional, vocab, embed):
-    from lstm_inspect.sources.pruned import PrunedRecurrentLanguageModel
+    from lstm_inspect.sources.rebuilt import RebuiltRecurrentModel
 
     sd = pruned_state_dict(cell, vocab, embed, widths, bidirectional=bidirectional)
     infos = {name: TensorInfo(tuple(t.shape), "float32", id(t)) for name, t in sd.items()}
-    stack = infer_stack(infos)
+    layout = read_layout(infos)
     d = 2 if bidirectional else 1
-    assert stack.cell == cell and stack.bidirectional == bidirectional and stack.vocab_size == vocab
-    assert [l.hidden_size for l in stack.layers] == widths
-    assert [l.input_size for l in stack.layers] == [embed] + [d * w for w in widths[:-1]]
-    uniform = len(set(widths)) == 1
-    assert (stack.uniform_spec() is not None) == uniform
-    model = PrunedRecurrentLanguageModel(stack)
+    (block,) = layout.blocks
+    assert layout.runnable and block.cell == cell and block.bidirectional == bidirectional
+    assert layout.embedding.num_embeddings == vocab and layout.head.out_features == vocab
+    assert [l.hidden_size for l in block.layers] == widths
+    assert [l.input_size for l in block.layers] == [embed] + [d * w for w in widths[:-1]]
+    assert block.uniform == (len(set(widths)) == 1)
+    with torch.device("meta"):
+        model = RebuiltRecurrentModel(layout, infos)
     assert sum(p.numel() for p in model.parameters()) == stack_total(cell, vocab, embed, widths, bidirectional=bidirectional)
 
 
 def test_inconsistent_shapes_are_explained():
     sd = pruned_state_dict("lstm", 10, 4, [6, 5])
     infos = {name: TensorInfo(tuple(t.shape), "float32", id(t)) for name, t in sd.items()}
-    broken = dict(infos, **{"rnn.weight_ih_l1": TensorInfo((20, 7), "float32")})
-    with pytest.raises(AnalysisFailed, match="layer 1 takes inputs 7 wide, but layer 0's output width is 6"):
-        infer_stack(broken)
-    broken = dict(infos, **{"proj.weight": TensorInfo((10, 6), "float32")})
-    with pytest.raises(AnalysisFailed, match=r"proj.weight should be \[V=10, 5\]"):
-        infer_stack(broken)
-    broken = {k: v for k, v in infos.items() if k != "rnn.weight_hh_l0"}
-    with pytest.raises(AnalysisFailed, match="weight_hh_l0 is missing"):
-        infer_stack(broken)
+
+    def problems(changed: dict) -> str:
+        layout = read_layout(changed)
+        assert not layout.runnable
+        return " | ".join(layout.problems)
+
+    assert "rnn: layer 1 takes inputs 7 wide, but layer 0 outputs 6" in problems(
+        dict(infos, **{"rnn.weight_ih_l1": TensorInfo((20, 7), "float32")}))
+    assert "proj.weight [10, 6]" in problems(dict(infos, **{"proj.weight": TensorInfo((10, 6), "float32")}))
+    assert "weight_hh_l0 is missing" in problems({k: v for k, v in infos.items() if k != "rnn.weight_hh_l0"})
     gru = pruned_state_dict("gru", 10, 4, [6])
     mixed = dict(infos, **{k.replace("_l0", "_l2"): TensorInfo(tuple(v.shape), "float32")
                            for k, v in gru.items() if k.startswith("rnn.")})
-    with pytest.raises(AnalysisFailed):
-        infer_stack(mixed)
+    assert "rnn:" in problems(mixed)

@@ -38,8 +38,8 @@ def test_traced_shapes_follow_the_spec(cell, layers, bidirectional, batch_first,
     kids = {c.name: c for c in report.root.children}
     assert report.root.output_shape == lead + [97]
     assert kids["embed"].output_shape == lead + [12]
-    assert kids["rnn"].output_shape[0] == lead + [10 * dirs]
-    detail = kids["rnn"].recurrent
+    assert kids[cell].output_shape[0] == lead + [10 * dirs]
+    detail = kids[cell].recurrent
     assert len(detail.layers) == layers * dirs
     assert detail.state_shapes["h_n"] == [layers * dirs, batch, 10]
     if cell == "lstm":
@@ -53,7 +53,7 @@ def test_traced_shapes_follow_the_spec(cell, layers, bidirectional, batch_first,
 
 def test_proj_size_state_shapes_and_weight_hr():
     spec = ModelSpec(embed_dim=16, hidden_dim=32, proj_size=8, vocab_size=50, num_layers=2)
-    rnn = next(c for c in describe_structure(load_builtin(spec), batch=3, seq=5).root.children if c.name == "rnn")
+    rnn = next(c for c in describe_structure(load_builtin(spec), batch=3, seq=5).root.children if c.name == "lstm")
     assert rnn.recurrent.state_shapes == {"h_n": [2, 3, 8], "c_n": [2, 3, 32]}
     shapes = {t.name: t.shape for layer in rnn.recurrent.layers for t in layer.tensors}
     assert shapes["weight_hr_l0"] == (8, 32)
@@ -78,7 +78,7 @@ def test_structure_json_and_depth():
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     assert doc["schema"] == "lstm-inspect.structure/1"
-    rnn = _children(doc["tree"])["rnn"]
+    rnn = _children(doc["tree"])["lstm"]
     assert rnn["recurrent"]["gate_order"] == "i, f, g, o"
     assert rnn["recurrent"]["state_shapes"]["c_n"] == [2, 1, 16]
     assert {e["component"] for e in doc["explanations"]} >= {"nn.Embedding", "nn.LSTM", "nn.Linear"}

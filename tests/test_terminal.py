@@ -31,7 +31,7 @@ def test_forced_colour_has_escape_codes_and_no_color_removes_them():
 
 def test_not_a_terminal_gives_plain_text():
     result = _run(["structure", *SMALL])
-    assert result.returncode == 0 and ESC not in result.stdout and "rnn" in result.stdout
+    assert result.returncode == 0 and ESC not in result.stdout and "lstm" in result.stdout
 
 
 @pytest.mark.parametrize("width", [40, 80, 200])

@@ -10,7 +10,7 @@ if TYPE_CHECKING:
 COMPONENTS = ("embedding", "recurrent", "projection", "other")
 LAYER_TYPES = ("Embedding", "Recurrent", "Linear/Conv", "Attention", "Feed-forward", "Normalization", "Other")
 
-_PROJECTION_NAMES = ("proj", "lm_head", "decoder", "output", "out", "head", "classifier", "fc")
+_PROJECTION_NAMES = ("proj", "lm_head", "decoder", "output", "out", "head", "classifier", "fc", "linear")
 
 
 def layer_type(owner: "nn.Module", ancestors: list["nn.Module"]) -> str:

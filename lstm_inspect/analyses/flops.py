@@ -335,9 +335,10 @@ def count_flops(
                      "in these counts: add about 2·layers·batch·seq²·hidden MACs for full self-attention")
     components = _components(recorder, count.stock)
     checks: tuple[LayerCheck, ...] = ()
-    if loaded.spec is not None:
+    expected = _expected_layers(loaded)
+    if expected is not None:
         steps = sum(lengths) if lengths is not None else batch * seq
-        checks = _closed_form_checks(loaded.spec, recorder, steps)
+        checks = _closed_form_checks(expected, recorder, steps, batch)
     else:
         notes.append("closed-form checks apply to the built-in model family only; this model is counted, not checked")
     time = None
@@ -388,21 +389,65 @@ def _components(recorder: Recorder, stock: dict[str, tuple[str, int, int]]) -> l
     return rows
 
 
-def _closed_form_checks(spec: "ModelSpec", recorder: Recorder, steps: int) -> tuple[LayerCheck, ...]:
-    """Per recurrent layer (both directions) and the projection: closed form next to the counted value."""
-    G, H, D, Hr, P = GATES[spec.cell], spec.hidden_dim, spec.num_directions, spec.state_dim, spec.proj_size
+@dataclass(frozen=True)
+class _ExpectedLayer:
+    """One recurrent layer as the closed form sees it: where it runs and its widths."""
+
+    label: str
+    module: str      # the recurrent module's qualified name
+    layer: int       # the layer's index inside that module
+    cell: str
+    input_size: int
+    hidden: int
+    proj: int
+    directions: int
+
+
+def _expected_layers(loaded: "LoadedModel") -> tuple[list[_ExpectedLayer], tuple[str, int, int, bool] | None] | None:
+    """The recurrent layers and the head ``(module, in, out, every_step)`` of the built-in family or of a
+    model rebuilt from a checkpoint; None for any other model (counted, not checked)."""
+    spec = loaded.spec
+    if spec is not None:
+        layers = [_ExpectedLayer(f"recurrent layer {k}", spec.cell, k, spec.cell, spec.layer_input_dim(k),
+                                 spec.hidden_dim, spec.proj_size, spec.num_directions) for k in range(spec.num_layers)]
+        return layers, ("proj", spec.output_dim, spec.vocab_size, True)
+    from lstm_inspect.sources.layout import EVERY_STEP, Layout
+
+    layout = getattr(loaded.module, "layout", None)
+    if not isinstance(layout, Layout) or not layout.runnable:
+        return None
+    layers = []
+    for block in layout.blocks:
+        for k, shape in enumerate(block.layers):
+            module, index = (block.path, k) if block.uniform else (f"{block.path}.{k}", 0)
+            layers.append(_ExpectedLayer(f"recurrent layer {len(layers)}", module, index, block.cell, shape.input_size,
+                                         shape.hidden_size, shape.proj_size, block.num_directions))
+    head = layout.head
+    return layers, (None if head is None else (head.path, head.in_features, head.out_features,
+                                               layout.head_on == EVERY_STEP))
+
+
+def _closed_form_checks(expected: tuple[list[_ExpectedLayer], tuple[str, int, int, bool] | None], recorder: Recorder,
+                        steps: int, sequences: int) -> tuple[LayerCheck, ...]:
+    """Per recurrent layer (both directions) and the head: closed form next to the counted value."""
+    layers, head = expected
     checks = []
-    for layer in range(spec.num_layers):
-        I = spec.layer_input_dim(layer)
+    for e in layers:
+        G, H, D, P, I = GATES[e.cell], e.hidden, e.directions, e.proj, e.input_size
+        Hr = P or H
         per_step = G * H * (I + Hr) + (P * H if P else 0)
         symbolic = ("D·N·(G·H·(I + H_r) + H_r·H)" if P else "D·N·G·H·(I + H_r)")
         substituted = (f"{D}·{steps}·({G}·{H}·({I} + {Hr}) + {P}·{H})" if P
                        else f"{D}·{steps}·{G}·{H}·({I} + {Hr})")
-        counted = sum(d.macs for d in recorder.directions.values() if d.module == "rnn" and d.layer == layer)
-        checks.append(LayerCheck(f"recurrent layer {layer}", symbolic, substituted, D * steps * per_step, counted))
-    proj = recorder.modules.get("proj")
-    checks.append(LayerCheck("projection", "N·(D·H_r)·V", f"{steps}·{spec.output_dim}·{spec.vocab_size}",
-                             steps * spec.output_dim * spec.vocab_size, proj.macs if proj else 0))
+        counted = sum(d.macs for d in recorder.directions.values() if d.module == e.module and d.layer == e.layer)
+        checks.append(LayerCheck(e.label, symbolic, substituted, D * steps * per_step, counted))
+    if head is not None:
+        name, width, out, every_step = head
+        rows = steps if every_step else sequences
+        module = recorder.modules.get(name)
+        symbol = "N" if every_step else "B"
+        checks.append(LayerCheck("projection" if every_step else "head (last step)", f"{symbol}·(D·H_r)·V",
+                                 f"{rows}·{width}·{out}", rows * width * out, module.macs if module else 0))
     return tuple(checks)
 
 

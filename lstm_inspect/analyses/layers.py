@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lstm_inspect.recurrence import cell_kind, parse_tensor_name
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -98,7 +100,7 @@ def describe_layers(loaded: "LoadedModel") -> LayerReport:
     module = loaded.module
     embed_ids = {id(p) for m in module.modules() if isinstance(m, (nn.Embedding, nn.EmbeddingBag)) for p in m.parameters()}
     embedding_params = _count_ids(module, embed_ids)
-    head = _output_head(module)
+    head = output_head(module)
     head_params = sum(p.numel() for p in head.parameters() if id(p) not in embed_ids) if head is not None else 0
     stack = _decoder_stack(module)
     # The config's own numbers, less those measured below from the modules (which a pruned model changes).
@@ -126,7 +128,7 @@ def _count_ids(module: "nn.Module", ids: set[int]) -> int:
     return sum(p.numel() for p in module.parameters() if id(p) in ids)
 
 
-def _output_head(module: "nn.Module") -> "nn.Module | None":
+def output_head(module: "nn.Module") -> "nn.Module | None":
     getter = getattr(module, "get_output_embeddings", None)
     if callable(getter):
         try:
@@ -135,9 +137,13 @@ def _output_head(module: "nn.Module") -> "nn.Module | None":
             head = None
         if head is not None:
             return head
-    proj = getattr(module, "proj", None)
     from torch import nn
 
+    layout = getattr(module, "layout", None)   # a model rebuilt from a checkpoint knows its head
+    head_path = getattr(getattr(layout, "head", None), "path", None)
+    if head_path:
+        return module.get_submodule(head_path)
+    proj = getattr(module, "proj", None)
     return proj if isinstance(proj, nn.Module) else None
 
 
@@ -244,14 +250,18 @@ def _recurrent_layers(module: "nn.Module") -> list[RecurrentLayerDetail]:
     for _path, sub in module.named_modules():
         if not isinstance(sub, nn.RNNBase):
             continue
-        cell = {"LSTM": "lstm", "GRU": "gru"}.get(sub.mode, "rnn")
+        cell = cell_kind(sub)
         directions = 2 if sub.bidirectional else 1
         state = sub.proj_size or sub.hidden_size
-        own = dict(sub.named_parameters(recurse=False))
+        per_layer: dict[tuple[int, bool], int] = {}
+        for name, p in sub.named_parameters(recurse=False):
+            parsed = parse_tensor_name(name)
+            if parsed is not None:
+                key = (parsed.layer, parsed.reverse)
+                per_layer[key] = per_layer.get(key, 0) + p.numel()
         for layer in range(sub.num_layers):
             for direction in range(directions):
-                suffix = f"_l{layer}" + ("_reverse" if direction else "")
-                count = sum(p.numel() for name, p in own.items() if name.endswith(suffix))
+                count = per_layer.get((layer, bool(direction)), 0)
                 out.append(RecurrentLayerDetail(offset + layer, "reverse" if direction else "forward", cell,
                                                 sub.input_size if layer == 0 else state * directions,
                                                 sub.hidden_size, sub.proj_size, int(count)))

@@ -82,12 +82,12 @@ def count_params(loaded: "LoadedModel") -> ParamReport:
             "PyTorch keeps two bias vectors per recurrent layer and direction (b_ih and b_hh); "
             "the textbook formula G·((I + H)·H + H) has one, so it is short by G·H per layer and direction."
         )
-    elif _stack_of(module) is not None:
-        from lstm_inspect.sources.pruned import closed_form_checks
+    elif _layout_of(module) is not None:
+        from lstm_inspect.analyses.layout_checks import layout_checks
 
-        checks = closed_form_checks(_stack_of(module), tensors)
-        notes.append("layers of different widths (a pruned checkpoint): each recurrent layer is checked with its own "
-                     "input, hidden and state widths; PyTorch keeps two bias vectors per layer and direction")
+        checks = layout_checks(_layout_of(module), tensors)
+        notes.append("a model rebuilt from a checkpoint's shapes: each recurrent layer is checked with its own input, "
+                     "hidden and state widths; PyTorch keeps two bias vectors per layer and direction")
     else:
         checks = ()
         notes.append("closed-form checks apply to the built-in model family only; this model is counted, not checked")
@@ -107,21 +107,22 @@ def count_params(loaded: "LoadedModel") -> ParamReport:
         layer_types=_shares(tensors, total, "layer_type", classify.LAYER_TYPES),
         checks=checks,
         notes=tuple(notes),
-        layers=layers if layers.kind == "decoder" else None,
+        layers=layers if layers.kind != "none" else None,
     )
 
 
-def _stack_of(module) -> Any:
-    """The per-layer widths of a pruned built-in model (``PrunedRecurrentLanguageModel.stack``), else None."""
-    from lstm_inspect.sources.infer import StackSpec
+def _layout_of(module) -> Any:
+    """What a checkpoint's shapes told of a rebuilt model (``RebuiltRecurrentModel.layout``), else None."""
+    from lstm_inspect.sources.layout import Layout
 
-    stack = getattr(module, "stack", None)
-    return stack if isinstance(stack, StackSpec) else None
+    layout = getattr(module, "layout", None)
+    return layout if isinstance(layout, Layout) and layout.blocks else None
 
 
 def _tensor_rows(module) -> list[TensorRow]:
     owners: dict[str, tuple[Any, list[Any]]] = {}
     _walk(module, "", [], owners)
+    shown = getattr(module, "checkpoint_names", None) or {}   # a rebuilt model shows the file's own names
     first_name: dict[int, str] = {}
     aliases: dict[str, list[str]] = {}
     ordered: list[tuple[str, Any]] = []
@@ -140,13 +141,13 @@ def _tensor_rows(module) -> list[TensorRow]:
         kind = classify.layer_type(owner, ancestors)
         rows.append(
             TensorRow(
-                name=name,
+                name=shown.get(name, name),
                 shape=tuple(int(s) for s in param.shape),
                 count=int(param.numel()),
                 trainable=bool(param.requires_grad),
                 component=classify.component(path, kind),
                 layer_type=kind,
-                tied_to=tuple(aliases[name]),
+                tied_to=tuple(shown.get(a, a) for a in aliases[name]),
             )
         )
     return rows

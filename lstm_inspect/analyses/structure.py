@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from lstm_inspect.analyses.layers import output_head
 from lstm_inspect.analyses.params import _tensor_rows
+from lstm_inspect.recurrence import cell_kind, parse_tensor_name
 
 if TYPE_CHECKING:
     from lstm_inspect.source import LoadedModel
@@ -19,7 +20,6 @@ _SYMBOLIC = {
     "bias_hh": "G·H",
     "weight_hr": "H_r, H",
 }
-_RECURRENT_NAME = re.compile(r"^(weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(\d+)(_reverse)?$")
 
 
 @dataclass(frozen=True)
@@ -117,14 +117,14 @@ def _recurrent_detail(module, traced: Any) -> RecurrentDetail | None:
 
     if not isinstance(module, nn.RNNBase):
         return None
-    cell = {"LSTM": "lstm", "GRU": "gru"}.get(module.mode, "rnn")
+    cell = cell_kind(module)
     layers: dict[tuple[int, str], list[RecurrentTensor]] = {}
     for pname, param in module.named_parameters(recurse=False):
-        match = _RECURRENT_NAME.match(pname)
-        if not match:
+        parsed = parse_tensor_name(pname)
+        if parsed is None:
             continue
-        key = (int(match.group(2)), "reverse" if match.group(3) else "forward")
-        layers.setdefault(key, []).append(RecurrentTensor(pname, tuple(param.shape), _SYMBOLIC[match.group(1)]))
+        key = (parsed.layer, "reverse" if parsed.reverse else "forward")
+        layers.setdefault(key, []).append(RecurrentTensor(pname, tuple(param.shape), _SYMBOLIC[parsed.kind]))
     state_dim = module.proj_size or module.hidden_size
     directions = 2 if module.bidirectional else 1
     state_shapes: dict[str, list[int]] = {}
@@ -170,7 +170,7 @@ def _explanations(loaded: "LoadedModel", batch: int, seq: int) -> list[tuple[str
             if module.proj_size:
                 text += f" proj_size={module.proj_size} projects h down before it is fed back and output."
             out.append((f"nn.{kind}", text))
-        elif isinstance(module, nn.Linear) and module is getattr(loaded.module, "proj", None):
+        elif isinstance(module, nn.Linear) and module is output_head(loaded.module):
             out.append((f"nn.{kind}", f"maps each {module.in_features}-wide output back to {module.out_features:,} "
                         "vocabulary logits (the softmax is applied in the loss)."))
         else:

@@ -8,7 +8,7 @@ from typing import Annotated, List, Optional
 import typer
 
 from lstm_inspect.cli.app import app
-from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, OutputFile, check_sample
+from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, OutputFile, TrustPickle, check_sample
 from lstm_inspect.cli.output import emit
 from lstm_inspect.errors import InvalidInput
 
@@ -29,6 +29,7 @@ def compare(
     seq: Annotated[int, typer.Option("--seq", help="Sequence length for the FLOPs and memory estimates.")] = 32,
     verbose: Annotated[bool, typer.Option("--verbose", help="List every layer, not only the changed ones.",
                                           rich_help_panel=OUTPUT_PANEL)] = False,
+    trust_pickle: TrustPickle = False,
     json_output: JsonFlag = False,
     output: OutputFile = None,
 ) -> None:
@@ -48,7 +49,8 @@ def compare(
         names[1] = name_b
     if len(set(names)) < len(names):
         names = [f"{n} ({chr(ord('A') + i)})" if names.count(n) > 1 else n for i, n in enumerate(names)]
-    models = [resolve_source(s) for s in sources]
+    models = [resolve_source(s, trust_pickle=trust_pickle, origin=f"compare's model {i + 1} ({s})")
+              for i, s in enumerate(sources)]
     report = compare_models(models, names, batch=batch, seq=seq)
     emit(report, as_json=json_output, to_json=compare_json, to_rich=lambda r: compare_rich(r, verbose=verbose),
          output=output)

@@ -30,6 +30,11 @@ def _opt(*names: str, help: str, **kwargs: Any) -> Any:
     return typer.Option(*names, help=help, rich_help_panel=MODEL_PANEL, **kwargs)
 
 
+TrustPickle = Annotated[bool, _opt(
+    "--trust-pickle", help="Load a whole pickled model (torch.save(model)) with full unpickling: code in the file "
+    "RUNS. Only for files you trust; without it such a file is refused and nothing in it runs.")]
+
+
 @dataclass(frozen=True)
 class ModelOptions:
     """The model-building flags as the user gave them (None = not given)."""
@@ -47,6 +52,7 @@ class ModelOptions:
     tie_weights: bool = False
     tokenizer: str | None = None
     model: str | None = None
+    trust_pickle: bool = False
 
     def spec(self):
         """The validated ModelSpec these flags describe (resolving ``--tokenizer`` for the vocabulary)."""
@@ -74,7 +80,7 @@ class ModelOptions:
         if self.model is not None:
             from lstm_inspect.sources import resolve_source
 
-            return resolve_source(self.model, overrides=self.changed_fields())
+            return resolve_source(self.model, overrides=self.changed_fields(), trust_pickle=self.trust_pickle)
         from lstm_inspect.source import load_builtin
 
         return load_builtin(self.spec(), vocab_from=self.tokenizer)
@@ -115,6 +121,7 @@ _MODEL_PARAMS = [
              ".json/.toml, a checkpoint .pt/.pth/.bin/.ckpt/.safetensors (architecture inferred from the shapes), "
              "a transformers config.json or hf:<model_type> (built without weights), or package.module:factory. "
              "Other model flags override a built-in spec source.", show_default=False)], None),
+    ("trust_pickle", TrustPickle, False),
 ]
 
 

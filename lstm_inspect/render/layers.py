@@ -22,12 +22,42 @@ def layers_json(report: LayerReport) -> dict[str, Any]:
     if report.kind == "decoder":
         body["layers"] = [dataclasses.asdict(l) for l in report.decoder_layers]
     else:
-        body["layers"] = [dataclasses.asdict(l) | {"is_zero_layer": l.is_zero_layer} for l in report.recurrent_layers]
+        body["layers"] = [dataclasses.asdict(l) | {"total": l.params, "is_zero_layer": l.is_zero_layer}
+                          for l in report.recurrent_layers]
     return body
 
 
 def _opt(n: int | None) -> str:
     return "-" if n is None else human_count(n)
+
+
+def layers_rich(report: LayerReport, *, limit: int | None = None) -> list:
+    """The per-layer table that fits the model: decoder layers or recurrent layers × directions."""
+    if report.kind == "recurrent":
+        return recurrent_layers_rich(report, limit=limit)
+    return decoder_layers_rich(report, limit=limit)
+
+
+def recurrent_layers_rich(report: LayerReport, *, limit: int | None = None) -> list:
+    """One row per recurrent layer and direction: its widths and parameters."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title="Per recurrent layer", title_justify="left", header_style="bold")
+    for col in ("layer", "direction", "cell", "input", "hidden", "proj", "params"):
+        table.add_column(col, justify="left" if col in ("layer", "direction", "cell") else "right")
+    rows = report.recurrent_layers if limit is None else report.recurrent_layers[:limit]
+    for l in rows:
+        table.add_row(f"{l.layer_idx}" + (" [zero]" if l.is_zero_layer else ""), l.direction, l.cell.upper(),
+                      str(l.input_size), str(l.hidden_size), str(l.proj_size or "-"), grouped(l.params))
+    out: list = [table]
+    hidden = len(report.recurrent_layers) - len(rows)
+    if hidden > 0:
+        out.append(Text(f"... {hidden} more row(s) not shown (--all)", style="dim"))
+    out.append(Text(f"embedding {grouped(report.embedding_params)} · lm head {grouped(report.lm_head_params)} "
+                    f"(a head tied to the embedding counts 0) · recurrent layers {grouped(report.layer_params)}",
+                    style="dim"))
+    return out
 
 
 def decoder_layers_rich(report: LayerReport, *, limit: int | None = None) -> list:

@@ -31,6 +31,8 @@ def params_json(report: ParamReport) -> dict[str, Any]:
             for t in report.tensors
         ],
         "notes": list(report.notes),
+        "embedding_params": report.layers.embedding_params if report.layers else None,
+        "lm_head_params": report.layers.lm_head_params if report.layers else None,
         "layers": _layers_json(report),
     })
 
@@ -106,9 +108,9 @@ def params_rich(report: ParamReport, *, top: int | None = DEFAULT_TOP) -> list:
                            Text("ok", style="green") if c.ok else Text("MISMATCH", style="bold red"))
         out.append(checks)
     if report.layers is not None:
-        from lstm_inspect.render.layers import decoder_layers_rich
+        from lstm_inspect.render.layers import layers_rich
 
-        out.extend(decoder_layers_rich(report.layers, limit=top))
+        out.extend(layers_rich(report.layers, limit=top))
     for note in report.notes:
         out.append(Text(f"note: {note}", style="dim"))
     return out

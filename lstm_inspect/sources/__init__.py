@@ -33,7 +33,8 @@ BUILTIN_NAMES = ("builtin", "default")
 NOT_IN_WEIGHTS = ("batch_first", "dropout")
 
 
-def resolve_source(text: str, *, overrides: Mapping[str, Any] | None = None) -> LoadedModel:
+def resolve_source(text: str, *, overrides: Mapping[str, Any] | None = None, trust_pickle: bool = False,
+                   origin: str = "--model") -> LoadedModel:
     """The model ``text`` names (see the module docstring), on meta where it can be.
 
     Args:
@@ -41,13 +42,33 @@ def resolve_source(text: str, *, overrides: Mapping[str, Any] | None = None) -> 
         overrides: spec fields set by model flags beside ``--model``. They override a built-in spec
             source (key=value, a spec file); a checkpoint takes only those its weights do not record
             (``batch_first``, ``dropout``); transformers and factory sources take none.
+        trust_pickle: load a whole pickled model with full unpickling (its code runs); otherwise such a
+            file is refused without running anything.
+        origin: how messages name the source (``--model``, or a positional argument of compare).
 
     Returns:
         The loaded model, with ``spec`` set when it is the built-in family with uniform layers.
     """
+    from lstm_inspect.errors import LstmInspectError
+
+    try:
+        return _resolve(text, dict(overrides or {}), trust_pickle)
+    except LstmInspectError as exc:
+        message = str(exc)
+        if origin == "--model" or not message.startswith("--model"):
+            raise
+        # compare's positional arguments are not --model: name the argument the user typed
+        renamed = type(exc).__new__(type(exc))
+        rest = message[len("--model"):]
+        if (text or "").strip():
+            rest = rest.removeprefix(" " + text.strip())
+        renamed.args = (origin + (rest if rest.startswith((":", " ")) else " " + rest),)
+        raise renamed from None
+
+
+def _resolve(text: str, overrides: dict[str, Any], trust_pickle: bool) -> LoadedModel:
     from lstm_inspect.sources import checkpoint, factory, overrides as kv
 
-    overrides = dict(overrides or {})
     raw = (text or "").strip()
     if not raw:
         raise InvalidInput("--model needs a value: key=value overrides, a file, hf:<model_type> or package.module:factory")
@@ -85,7 +106,7 @@ def resolve_source(text: str, *, overrides: Mapping[str, Any] | None = None) -> 
             loaded.description.update({"source": "config", "name": path.name, "path": str(path)})
             return loaded
         if suffix in checkpoint.TORCH_SUFFIXES + checkpoint.SAFETENSORS_SUFFIXES:
-            return _load_checkpoint(path, overrides)
+            return _load_checkpoint(path, overrides, trust_pickle)
         raise InvalidInput(
             f"--model {raw}: unsupported file type {suffix or '(no extension)'!r}; give .pt/.pth/.bin/.ckpt, "
             ".safetensors, a spec .json/.toml, or a transformers config.json"
@@ -146,50 +167,138 @@ def _load_factory(raw: str) -> LoadedModel:
                        sample_input=sample or token_batch_input(None))
 
 
-def _load_checkpoint(path: Path, overrides: Mapping[str, Any]) -> LoadedModel:
-    import torch
-
-    from lstm_inspect.building import skip_weight_init
-    from lstm_inspect.sources.checkpoint import SAFETENSORS_SUFFIXES, read_checkpoint
-    from lstm_inspect.sources.infer import infer_stack
+def _load_checkpoint(path: Path, overrides: Mapping[str, Any], trust_pickle: bool = False) -> LoadedModel:
+    from lstm_inspect.sources.checkpoint import SAFETENSORS_SUFFIXES, PickleRefused, read_checkpoint
 
     _refuse_overrides(overrides, str(path), "a checkpoint: its shapes fix the architecture", NOT_IN_WEIGHTS)
     base = ModelSpec.from_mapping(overrides) if overrides else ModelSpec()
-    infos = read_checkpoint(path)
-    stack = infer_stack(infos, origin=f"--model {path}")
     fmt = "safetensors" if path.suffix.lower() in SAFETENSORS_SUFFIXES else "torch"
-    spec = stack.uniform_spec(batch_first=base.batch_first, dropout=base.dropout)
+    try:
+        infos = read_checkpoint(path)
+    except PickleRefused:
+        if not trust_pickle:
+            raise
+        return _load_trusted_pickle(path, base)
+    return checkpoint_model(infos, path, fmt, base)
+
+
+def checkpoint_model(infos: Mapping[str, Any], path: Path, fmt: str, base: ModelSpec) -> LoadedModel:
+    """The model a state_dict's names and shapes describe (see :mod:`lstm_inspect.sources.layout`)."""
+    import torch
+
+    from lstm_inspect.building import skip_weight_init
+    from lstm_inspect.sources.layout import builtin_spec, read_layout
+    from lstm_inspect.sources.rebuilt import RebuiltRecurrentModel
+
+    layout = read_layout(infos)
+    description: dict[str, Any] = {"source": "checkpoint", "name": path.name, "path": str(path), "format": fmt,
+                                   "inferred": True, "stored": _stored(infos)}
+    spec = builtin_spec(layout, batch_first=base.batch_first, dropout=base.dropout)
     if spec is not None:
         loaded = load_builtin(spec)
-        loaded.description.update({"source": "checkpoint", "name": path.name, "path": str(path), "format": fmt,
-                                   "inferred": True})
+        loaded.description.update(description)
         return loaded
-    from lstm_inspect.sources.pruned import PrunedRecurrentLanguageModel
-
+    unrunnable = None if layout.runnable else _cannot_run(path, layout)
     with skip_weight_init(), torch.device("meta"):
-        module = PrunedRecurrentLanguageModel(stack, batch_first=base.batch_first)
-    description = {
-        "source": "checkpoint", "name": path.name, "path": str(path), "format": fmt, "inferred": True,
-        "architecture": "PrunedRecurrentLanguageModel",
-        "stack": {k: v for k, v in dataclasses.asdict(stack).items() if k != "layers"}
-        | {"layers": [dataclasses.asdict(l) for l in stack.layers], "batch_first": base.batch_first},
-        "tensor_names": "checkpoint rnn.<w>_l<k>[_reverse] = module rnn.<k>.<w>_l0[_reverse]",
-    }
+        if layout.runnable and len(layout.blocks) == 1 and not layout.blocks[0].path and layout.head is None \
+                and layout.embedding is None and layout.blocks[0].uniform and not layout.blocks[0].raw:
+            module = _bare_recurrent(layout.blocks[0], base.batch_first)   # a saved nn.LSTM itself
+        else:
+            module = RebuiltRecurrentModel(layout, infos, batch_first=base.batch_first, unrunnable=unrunnable)
+    description.update({
+        "architecture": type(module).__name__,
+        "recognised": layout.recognised(),
+        "layout": _layout_dict(layout, base.batch_first),
+    })
+    if layout.problems:
+        description["not_recognised"] = list(layout.problems)
     return LoadedModel(module=module, spec=None, description=description,
-                       sample_input=_padded_tokens(base.batch_first))
+                       sample_input=_rebuilt_input(layout, base.batch_first))
 
 
-def _padded_tokens(batch_first: bool):
-    """Token ids laid out as the stack expects; packed input (``--lengths``) is not supported by the stack model."""
-    make_tokens = token_batch_input(dataclasses.replace(ModelSpec(), batch_first=batch_first))
+def _bare_recurrent(block: Any, batch_first: bool) -> Any:
+    from lstm_inspect.recurrence import cell_class
+    from lstm_inspect.sources.rebuilt import _rnn_kwargs
+
+    return cell_class(block.cell)(**_rnn_kwargs(block, block.layers[0], num_layers=len(block.layers),
+                                                batch_first=batch_first))
+
+
+def _cannot_run(path: Path, layout: Any) -> str:
+    return (f"--model {path}: the checkpoint's architecture is not fully recognised, so its forward pass cannot be "
+            f"rebuilt. Recognised: {layout.recognised()}. Not recognised: {'; '.join(layout.problems)}. Its parameters "
+            "are still counted from the shapes (lstm-inspect params); for structure, FLOPs and memory give the model's "
+            "code: --model package.module:factory (a function that builds the model)")
+
+
+def _stored(infos: Mapping[str, Any]) -> dict[str, dict[str, int]]:
+    """Per stored dtype: tensors, parameters and bytes (each shared tensor once)."""
+    seen: set[object] = set()
+    out: dict[str, dict[str, int]] = {}
+    for name, info in infos.items():
+        key = (info.storage, info.shape) if info.storage is not None else name
+        if key in seen:
+            continue
+        seen.add(key)
+        row = out.setdefault(info.dtype, {"tensors": 0, "params": 0, "bytes": 0})
+        row["tensors"] += 1
+        row["params"] += info.numel
+        row["bytes"] += info.numel * info.itemsize
+    return out
+
+
+def _layout_dict(layout: Any, batch_first: bool) -> dict[str, Any]:
+    return {
+        "embedding": dataclasses.asdict(layout.embedding) if layout.embedding else None,
+        "recurrent": [dataclasses.asdict(b) | {"layers": [dataclasses.asdict(l) for l in b.layers]} for b in layout.blocks],
+        "head": dataclasses.asdict(layout.head) if layout.head else None,
+        "tied": layout.tied,
+        "head_on": layout.head_on,
+        "batch_first": batch_first,
+    }
+
+
+def _rebuilt_input(layout: Any, batch_first: bool):
+    """Token ids when the model has an embedding, else float features ``[B, T, input_size]``; packed
+    input (``--lengths``) is a padded batch plus the lengths, as for the built-in model."""
+    width = layout.blocks[0].input_size if layout.blocks else 1
 
     def make(batch: int, seq: int, device: Any = "cpu", lengths: Any = None) -> tuple:
+        import torch
+
         if lengths is not None:
-            raise InvalidInput("--lengths (packed input) applies to the built-in model with uniform layers; "
-                               "a checkpoint with per-layer widths is analysed on padded batches only")
-        return make_tokens(batch, seq, device)
+            batch, seq = len(lengths), max(lengths)
+        shape = (batch, seq) if batch_first else (seq, batch)
+        if layout.embedding is not None:
+            inputs = torch.zeros(shape, dtype=torch.long, device=device)
+        else:
+            inputs = torch.zeros((*shape, width), device=device)
+        return (inputs,) if lengths is None else (inputs, list(lengths))
 
     return make
+
+
+def _load_trusted_pickle(path: Path, base: ModelSpec) -> LoadedModel:
+    """A whole pickled model (or ``{"model": model, ...}``), unpickled for real after a warning."""
+    import warnings
+
+    from torch import nn
+
+    from lstm_inspect.errors import LstmInspectWarning
+    from lstm_inspect.sources.checkpoint import load_pickle_trusted, state_dict_infos
+    from lstm_inspect.sources.factory import sample_input_of
+
+    warnings.warn(f"--trust-pickle: unpickling {path} runs the code it names", LstmInspectWarning, stacklevel=2)
+    obj = load_pickle_trusted(path)
+    module = obj if isinstance(obj, nn.Module) else None
+    if module is None and isinstance(obj, dict):
+        module = next((v for v in obj.values() if isinstance(v, nn.Module)), None)
+    if module is None:
+        return checkpoint_model(state_dict_infos(obj, path), path, "torch", base)
+    cls = type(module)
+    description = {"source": "checkpoint", "name": path.name, "path": str(path), "format": "pickled model",
+                   "architecture": f"{cls.__module__}.{cls.__qualname__}", "trusted_pickle": True}
+    return LoadedModel(module=module, spec=None, description=description, sample_input=sample_input_of(module, None) or token_batch_input(None))
 
 
 __all__ = ["resolve_source", "describe_spec"]

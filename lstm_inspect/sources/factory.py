@@ -62,10 +62,15 @@ def load_factory(text: str) -> tuple[Any, Callable[..., tuple] | None]:
             raise AnalysisFailed(f"--model {text}: the factory raised {_first_line(exc)}") from None
     if not isinstance(model, nn.Module):
         raise AnalysisFailed(f"--model {text}: the factory returned a {type(model).__name__}, not a torch.nn.Module")
-    sample = getattr(model, "sample_input", None) or getattr(target, "sample_input", None)
+    return model, sample_input_of(model, target, text)
+
+
+def sample_input_of(model: Any, factory: Any, text: str = "the model") -> Callable[..., tuple] | None:
+    """The ``sample_input`` attribute of the model (or of its factory) as a tuple maker, else None."""
+    sample = getattr(model, "sample_input", None) or getattr(factory, "sample_input", None)
     if sample is not None and not callable(sample):
         raise InvalidInput(f"--model {text}: sample_input must be callable (batch, seq, device) -> tensor or tuple")
-    return model, (_as_tuple(sample) if sample is not None else None)
+    return _as_tuple(sample) if sample is not None else None
 
 
 def _as_tuple(sample: Callable[..., Any]) -> Callable[..., tuple]:

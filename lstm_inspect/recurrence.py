@@ -1,0 +1,71 @@
+"""What PyTorch's recurrent modules are, in one place: cells, gates, and their tensor names.
+
+``nn.LSTM``/``nn.GRU``/``nn.RNN`` name their tensors ``weight_ih_l{k}``, ``weight_hh_l{k}``,
+``bias_ih_l{k}``, ``bias_hh_l{k}`` and (LSTM ``proj_size``) ``weight_hr_l{k}``, with ``_reverse`` for
+the second direction. Weight-dropped models (AWD-LSTM's ``WeightDrop``) keep the raw hidden-to-hidden
+weight as ``weight_hh_l{k}_raw``. A checkpoint is recognised by these suffixes, whatever the module
+is called.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+CELLS = ("lstm", "gru", "rnn")
+#: Gates per cell (LSTM i, f, g, o; GRU r, z, n; a plain RNN one).
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+CELL_OF_GATES = {gates: cell for cell, gates in GATES.items()}
+GATE_ORDER = {"lstm": "i, f, g, o", "gru": "r, z, n", "rnn": "(one)"}
+TENSOR_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+
+_TENSOR_NAME = re.compile(
+    r"^(?:(?P<prefix>.+)\.)?(?P<kind>weight_ih|weight_hh|bias_ih|bias_hh|weight_hr)_l(?P<layer>\d+)"
+    r"(?P<reverse>_reverse)?(?P<raw>_raw)?$"
+)
+
+
+@dataclass(frozen=True)
+class RecurrentTensorName:
+    """``lstms.1.weight_hh_l0_reverse_raw`` read apart."""
+
+    prefix: str        # the recurrent module's path ("" when the module is the root)
+    kind: str          # one of TENSOR_KINDS
+    layer: int
+    reverse: bool
+    raw: bool          # stored under the weight-drop spelling ``..._raw``
+
+    @property
+    def leaf(self) -> str:
+        """The tensor's own name inside its module (``weight_hh_l0_reverse``, without ``_raw``)."""
+        return format_leaf(self.kind, self.layer, self.reverse)
+
+
+def parse_tensor_name(name: str) -> RecurrentTensorName | None:
+    """The recurrent parts of a state_dict key, or None when it is not a recurrent tensor."""
+    match = _TENSOR_NAME.match(name)
+    if match is None:
+        return None
+    return RecurrentTensorName(match.group("prefix") or "", match.group("kind"), int(match.group("layer")),
+                               bool(match.group("reverse")), bool(match.group("raw")))
+
+
+def format_leaf(kind: str, layer: int, reverse: bool = False) -> str:
+    return f"{kind}_l{layer}" + ("_reverse" if reverse else "")
+
+
+def cell_kind(module: object) -> str:
+    """``lstm``, ``gru`` or ``rnn`` for an ``nn.RNNBase`` (from its ``mode``)."""
+    mode = str(getattr(module, "mode", "")).upper()
+    if mode == "LSTM":
+        return "lstm"
+    if mode == "GRU":
+        return "gru"
+    return "rnn"
+
+
+def cell_class(cell: str) -> type:
+    """The ``torch.nn`` class of a cell (imports torch)."""
+    from torch import nn
+
+    return {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell]
