@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from lstm_inspect.errors import InvalidInput
+from lstm_inspect.recurrence import CELLS, GATES
 
-CELLS = ("lstm", "gru", "rnn")
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+__all__ = ["CELLS", "GATES", "ModelSpec", "DEFAULT_VOCAB_SIZE"]
 
 #: GPT-2's 50257 tokens plus the one pad token the source script adds.
 DEFAULT_VOCAB_SIZE = 50258

@@ -22,18 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     from torch import nn
 
-#: Gates per cell type (LSTM i, f, g, o; GRU r, z, n; plain RNN one).
-GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-
-
-def cell_kind(module: "nn.Module") -> str:
-    """``lstm``, ``gru`` or ``rnn`` for an ``nn.RNNBase`` (from its ``mode``)."""
-    mode = str(getattr(module, "mode", "")).upper()
-    if mode == "LSTM":
-        return "lstm"
-    if mode == "GRU":
-        return "gru"
-    return "rnn"
+from lstm_inspect.recurrence import GATES, cell_kind  # noqa: E402  (re-exported for the analyses)
 
 
 def step_macs(cell: str, hidden: int, layer_input: int, proj_size: int = 0) -> int:
