@@ -232,6 +232,7 @@ def test_an_unrecognised_architecture_is_counted_and_the_rest_says_what_was_foun
     path = save(model, tmp_path / "tagger.safetensors")
     doc = run_json("params", "--model", str(path))
     assert doc["total_params"] == um.unique_params(model)
+    assert any("only partly recognised" in n and "package.module:factory" in n for n in doc["notes"])
     stored = doc["model"]["stored"]["f32"]
     assert stored["params"] == um.unique_params(model) and stored["bytes"] == 4 * um.unique_params(model)
     result = runner.invoke(app, ["flops", "--model", str(path)])

@@ -91,6 +91,11 @@ def count_params(loaded: "LoadedModel") -> ParamReport:
     else:
         checks = ()
         notes.append("closed-form checks apply to the built-in model family only; this model is counted, not checked")
+    if getattr(module, "unrunnable", None):
+        layout = getattr(module, "layout", None)
+        notes.append("counted from the checkpoint's shapes alone; its architecture is only partly recognised ("
+                     f"{'; '.join(getattr(layout, 'problems', ()))}), so structure, FLOPs and memory need the model's "
+                     "code: --model package.module:factory")
     if any(t.tied_to for t in tensors):
         notes.append("tied (shared) tensors are counted once, under their first name")
     from lstm_inspect.analyses.layers import describe_layers

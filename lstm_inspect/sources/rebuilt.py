@@ -25,7 +25,7 @@ from torch import nn
 from lstm_inspect.errors import AnalysisFailed, InvalidInput
 from lstm_inspect.recurrence import cell_class
 from lstm_inspect.sources.checkpoint import TensorInfo
-from lstm_inspect.sources.layout import LAST_STEP, Layout, RecurrentBlock
+from lstm_inspect.sources.layout import LAST_STEP, EmbeddingShape, Layout, LinearShape, RecurrentBlock
 
 
 class RebuiltRecurrentModel(nn.Module):
@@ -39,20 +39,32 @@ class RebuiltRecurrentModel(nn.Module):
         self.unrunnable = unrunnable
         self.checkpoint_names: dict[str, str] = {}
         self._recurrent: list[tuple[str, RecurrentBlock]] = []
-        if layout.embedding is not None:
-            e = layout.embedding
-            self._place(e.path, nn.Embedding(e.num_embeddings, e.embedding_dim))
-        for block in layout.blocks:
-            self._place_block(block)
+        # Modules are registered in the order the file lists their tensors, so every table keeps its order.
+        position = {name: i for i, name in enumerate(infos)}
+
+        def first(path: str) -> int:
+            return min((i for name, i in position.items() if name.startswith(f"{path}.") or not path), default=len(position))
+
+        pieces: list[tuple[float, Any]] = [(first(b.path), b) for b in layout.blocks]
+        if layout.embedding is not None:   # before the head, so that a tied tensor goes by the embedding's name
+            head_at = first(layout.head.path) if layout.head is not None else len(position)
+            pieces.append((min(first(layout.embedding.path), head_at - 0.5), layout.embedding))
         if layout.head is not None:
-            h = layout.head
-            self._place(h.path, nn.Linear(h.in_features, h.out_features, bias=h.bias))
-            if layout.tied and layout.embedding is not None:
-                self._module_at(h.path).weight = self._module_at(layout.embedding.path).weight
-        for name in layout.unrecognised:
-            path, _, leaf = name.rpartition(".")
-            holder = self._module_at(path, create=True)
-            holder.register_parameter(leaf, nn.Parameter(torch.empty(infos[name].shape), requires_grad=True))
+            pieces.append((first(layout.head.path), layout.head))
+        pieces += [(position[name], name) for name in layout.unrecognised]
+        for _index, piece in sorted(pieces, key=lambda item: item[0]):
+            if isinstance(piece, RecurrentBlock):
+                self._place_block(piece)
+            elif isinstance(piece, EmbeddingShape):
+                self._place(piece.path, nn.Embedding(piece.num_embeddings, piece.embedding_dim))
+            elif isinstance(piece, LinearShape):
+                self._place(piece.path, nn.Linear(piece.in_features, piece.out_features, bias=piece.bias))
+            else:
+                path, _, leaf = piece.rpartition(".")
+                self._module_at(path, create=True).register_parameter(leaf, nn.Parameter(torch.empty(infos[piece].shape)))
+        self._recurrent.sort(key=lambda item: layout.blocks.index(item[1]))
+        if layout.tied and layout.embedding is not None and layout.head is not None:
+            self._module_at(layout.head.path).weight = self._module_at(layout.embedding.path).weight
         params = dict(self.named_parameters(remove_duplicate=False))
         for alias, target in layout.aliases:
             if alias in params or target not in params:
