@@ -66,6 +66,7 @@ class StructureReport:
     input_shape: list[int]
     root: StructureNode
     explanations: tuple[tuple[str, str], ...]   # (component, what it does)
+    notes: tuple[str, ...] = ()
 
 
 def describe_structure(loaded: "LoadedModel", batch: int = 1, seq: int = 32) -> StructureReport:
@@ -74,6 +75,7 @@ def describe_structure(loaded: "LoadedModel", batch: int = 1, seq: int = 32) -> 
     from lstm_inspect.errors import AnalysisFailed
     from lstm_inspect.tracing import output_shapes
 
+    notes = list(loaded.notes)
     try:
         shapes = output_shapes(loaded, batch, seq)
     except AnalysisFailed as exc:
@@ -90,6 +92,7 @@ def describe_structure(loaded: "LoadedModel", batch: int = 1, seq: int = 32) -> 
         input_shape=input_shape,
         root=root,
         explanations=tuple(_explanations(loaded, batch, seq)),
+        notes=tuple(notes),
     )
 
 
