@@ -53,7 +53,7 @@ class LayerDelta:
     mlp: Delta | None = None
     norm: Delta | None = None
     changes: tuple[Change, ...] = ()   # num_heads, num_kv_heads, intermediate_size / hidden_size, input_size...
-    is_zero_layer: bool = False        # the other model has nothing left of this layer
+    is_zero_layer: bool = False        # the other model has nothing left of this layer (but its norms)
 
 
 @dataclass(frozen=True)
@@ -252,7 +252,7 @@ def _decoder_deltas(la: LayerReport, lb: LayerReport) -> tuple[LayerDelta, ...]:
             va, vb = (get(a) if a else 0), (get(b) if b else 0)
             changes.append(Change(name, va, vb))
         out.append(LayerDelta(idx, None, total, attention, mlp, norm, tuple(changes),
-                              is_zero_layer=total.original > 0 and total.pruned == 0))
+                              is_zero_layer=a is not None and not a.is_zero_layer and (b is None or b.is_zero_layer)))
     return tuple(out)
 
 
