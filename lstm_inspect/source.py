@@ -23,12 +23,14 @@ class LoadedModel:
         description: the resolved model description that every JSON report carries.
         sample_input: ``(batch, seq, device, lengths=None) -> tuple of forward args`` for a token
             batch; with ``lengths`` (built-in family only) the batch is packed.
+        notes: what every report about this model should say (e.g. that its weights contradict its config).
     """
 
     module: "nn.Module"
     spec: ModelSpec | None
     description: dict[str, Any]
     sample_input: Callable[..., tuple] = field(repr=False)
+    notes: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:

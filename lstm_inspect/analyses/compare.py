@@ -53,7 +53,7 @@ class LayerDelta:
     mlp: Delta | None = None
     norm: Delta | None = None
     changes: tuple[Change, ...] = ()   # num_heads, num_kv_heads, intermediate_size / hidden_size, input_size...
-    is_zero_layer: bool = False        # the other model has nothing left of this layer
+    is_zero_layer: bool = False        # the other model has nothing left of this layer (but its norms)
 
 
 @dataclass(frozen=True)
@@ -115,11 +115,20 @@ def compare_models(models: Sequence["LoadedModel"], names: Sequence[str], *, bat
     layers = tuple(describe_layers(m) for m in models)
     summaries = tuple(cost_summary(m, batch, seq) if costs else None for m in models)
     pairs = tuple(
-        _pair(names[0], names[i], params[0], params[i], layers[0], layers[i], summaries[0], summaries[i])
+        _with_model_notes(_pair(names[0], names[i], params[0], params[i], layers[0], layers[i], summaries[0],
+                                summaries[i]), (names[0], names[i]), (models[0], models[i]))
         for i in range(1, len(models))
     )
     return CompareReport(tuple(names), tuple(m.description for m in models), batch, seq, params, layers,
                          summaries, pairs)
+
+
+def _with_model_notes(pair: PairComparison, names: Sequence[str], models: Sequence["LoadedModel"]) -> PairComparison:
+    """The pair's notes after what its two models' sources say (weights that contradict a config...)."""
+    import dataclasses
+
+    own = tuple(f"{name}: {note}" for name, model in zip(names, models) for note in model.notes)
+    return dataclasses.replace(pair, notes=(*own, *pair.notes)) if own else pair
 
 
 def cost_summary(loaded: "LoadedModel", batch: int, seq: int) -> CostSummary | None:
@@ -243,7 +252,7 @@ def _decoder_deltas(la: LayerReport, lb: LayerReport) -> tuple[LayerDelta, ...]:
             va, vb = (get(a) if a else 0), (get(b) if b else 0)
             changes.append(Change(name, va, vb))
         out.append(LayerDelta(idx, None, total, attention, mlp, norm, tuple(changes),
-                              is_zero_layer=total.original > 0 and total.pruned == 0))
+                              is_zero_layer=a is not None and not a.is_zero_layer and (b is None or b.is_zero_layer)))
     return tuple(out)
 
 

@@ -300,7 +300,7 @@ def count_flops(
     """
     from lstm_inspect.tracing import shape_copy
 
-    notes: list[str] = []
+    notes: list[str] = list(loaded.notes)
     packed: PackedComparison | None = None
     with shape_copy(loaded) as (module, mode, device):
         if lengths is not None:
@@ -363,7 +363,7 @@ def count_grid(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens: Sequ
                 count = _profile(module, _inputs(loaded, mode, device, b, s), loaded,
                                  f"--batch-sizes × --seq-lens cell {b} × {s}")
                 cells.append(GridCell(b, s, count.macs, count.flops))
-    return FlopsGrid(loaded.description, tuple(batch_sizes), tuple(seq_lens), tuple(cells), notes=())
+    return FlopsGrid(loaded.description, tuple(batch_sizes), tuple(seq_lens), tuple(cells), notes=tuple(loaded.notes))
 
 
 # --------------------------------------------------------------------------------------------

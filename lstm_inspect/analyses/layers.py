@@ -3,7 +3,8 @@
 For a decoder layer, source document 003's fields: the attention's q/k/v/o projections (a fused
 ``c_attn``/``qkv_proj`` is reported as ``qkv_proj``), head counts, the MLP's gate/up/down projections
 and intermediate size, the layer's own norms, and whether the layer was pruned away entirely
-(``is_zero_layer``: no parameters left). Head counts are read from the projections' widths
+(``is_zero_layer``: no parameters left but its norms, as source document 003's ZeroAttention/ZeroMLP
+layers keep theirs). Head counts are read from the projections' widths
 (``q_proj`` rows / ``head_dim``), so a pruned model reports the heads it really has.
 """
 
@@ -196,7 +197,7 @@ def _decoder_layer(index: int, path: str, block: "nn.Module", config: Any) -> De
     norm = sum(_params(child) or 0 for name, child in block.named_children()
                if "norm" in type(child).__name__.lower() or name.lower().startswith(("ln", "norm")))
     total = _params(block) or 0
-    return DecoderLayer(index, path, total, attention, mlp, int(norm), is_zero_layer=total == 0)
+    return DecoderLayer(index, path, total, attention, mlp, int(norm), is_zero_layer=total == norm)
 
 
 def _attention(attn: "nn.Module", config: Any) -> AttentionDetail:

@@ -356,7 +356,7 @@ def sweep_memory(
     meta_at_dtype = converted_meta(loaded.module, tdtype)
     weights = weights_bytes(meta_at_dtype)
     opt_state = optimizer_state_bytes(meta_at_dtype, optimizer, mode)
-    notes = _notes(method, mode, optimizer, device, lengths)
+    notes = (*loaded.notes, *_notes(method, mode, optimizer, device, lengths))
 
     estimator = _estimator(loaded, tdtype, train, lengths, opt_state) if method in ("estimate", "both") else None
     real = None

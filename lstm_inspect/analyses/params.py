@@ -75,7 +75,7 @@ def count_params(loaded: "LoadedModel") -> ParamReport:
     tensors = _tensor_rows(module)
     total = sum(t.count for t in tensors)
     trainable = sum(t.count for t in tensors if t.trainable)
-    notes: list[str] = []
+    notes: list[str] = list(loaded.notes)
     if loaded.spec is not None:
         checks = _closed_form_checks(loaded, tensors)
         notes.append(

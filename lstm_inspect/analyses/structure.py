@@ -66,20 +66,28 @@ class StructureReport:
     input_shape: list[int]
     root: StructureNode
     explanations: tuple[tuple[str, str], ...]   # (component, what it does)
+    notes: tuple[str, ...] = ()
 
 
 def describe_structure(loaded: "LoadedModel", batch: int = 1, seq: int = 32) -> StructureReport:
     """Walk the module tree; output shapes come from a fake forward on ``batch × seq`` token ids."""
     from lstm_inspect.building import is_size_overflow, too_large
     from lstm_inspect.errors import AnalysisFailed
+    from lstm_inspect.sources.hf_weights import forward_unavailable
     from lstm_inspect.tracing import output_shapes
 
-    try:
-        shapes = output_shapes(loaded, batch, seq)
-    except AnalysisFailed as exc:
-        if is_size_overflow(exc):
-            raise too_large(f"--batch {batch} × --seq {seq}", exc) from None
-        raise
+    notes = list(loaded.notes)
+    blocked = forward_unavailable(loaded.module)
+    if blocked is not None:   # the tree and counts come from the shapes alone
+        shapes: dict[str, Any] = {}
+        notes.append(f"no output shapes: {blocked}")
+    else:
+        try:
+            shapes = output_shapes(loaded, batch, seq)
+        except AnalysisFailed as exc:
+            if is_size_overflow(exc):
+                raise too_large(f"--batch {batch} × --seq {seq}", exc) from None
+            raise
     owner_of = {row.name: row.count for row in _tensor_rows(loaded.module)}
     root = _node(loaded.module, "", "", shapes, owner_of)
     input_shape = [batch, seq] if (loaded.spec is None or loaded.spec.batch_first) else [seq, batch]
@@ -90,6 +98,7 @@ def describe_structure(loaded: "LoadedModel", batch: int = 1, seq: int = 32) -> 
         input_shape=input_shape,
         root=root,
         explanations=tuple(_explanations(loaded, batch, seq)),
+        notes=tuple(notes),
     )
 
 

@@ -192,7 +192,7 @@ def _pair_rich(p: PairComparison, *, verbose: bool) -> list:
                 for c in l.changes:
                     if c.name not in ("num_heads", "num_kv_heads") and c.original != c.pruned:
                         parts.append(f"{c.name} {c.original} → {c.pruned}")
-                table.add_row(label, grouped(l.total.original), grouped(l.total.pruned), _reduced(l.total),
+                table.add_row(Text(label), grouped(l.total.original), grouped(l.total.pruned), _reduced(l.total),
                               "; ".join(parts))
             out.append(table)
         else:

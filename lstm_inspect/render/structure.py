@@ -17,6 +17,7 @@ def structure_json(report: StructureReport) -> dict[str, Any]:
         "total_params": report.root.params,
         "tree": _node_json(report.root),
         "explanations": [{"component": c, "text": t} for c, t in report.explanations],
+        "notes": list(report.notes),
     })
 
 
@@ -58,6 +59,8 @@ def structure_rich(report: StructureReport, *, depth: int | None = None) -> list
         for component, text in report.explanations:
             grid.add_row(Text(f"  • {component}", style="bold"), text)
         out.append(grid)
+    for note in report.notes:
+        out.append(Text(f"note: {note}", style="dim"))
     return out
 
 

@@ -6,9 +6,11 @@ SOURCE is one of (tried in this order):
 * ``hf:<model_type>``: transformers' default config for that type, built without weights;
 * ``key=value,...``: the built-in spec with overrides (``hidden_dim=512,num_layers=3``);
 * an existing path: a directory holding ``config.json`` or a ``.json`` with ``model_type``
-  (transformers config); another ``.json`` or a ``.toml`` (a built-in spec); ``.pt``/``.pth``/
+  (transformers config; a directory's weights, when it has any, fix the shapes: see
+  :mod:`lstm_inspect.sources.hf_weights`); another ``.json`` or a ``.toml`` (a built-in spec); ``.pt``/``.pth``/
   ``.bin``/``.ckpt`` (``torch.load(weights_only=True)``) or ``.safetensors`` (a state_dict of the
-  built-in family, architecture inferred from the shapes);
+  built-in family, architecture inferred from the shapes; or, beside a transformers ``config.json``
+  whose model the tensor names are, that transformers checkpoint);
 * ``package.module:factory``: any ``nn.Module`` a callable returns.
 
 Errors: a path that does not exist or has an unsupported extension is invalid input (exit 2); a file
@@ -90,7 +92,10 @@ def _resolve(text: str, overrides: dict[str, Any], trust_pickle: bool) -> Loaded
         if not config.is_file():
             raise InvalidInput(f"--model {raw}: a directory must hold a transformers config.json")
         _refuse_overrides(overrides, raw, "a transformers config")
-        return _load_hf_file(config)
+        from lstm_inspect.sources.hf_weights import find_weights, load_directory
+
+        weights = find_weights(path)
+        return _load_hf_file(config) if weights is None else load_directory(path, weights)
     if path.exists():
         suffix = path.suffix.lower()
         if suffix in SPEC_SUFFIXES:
@@ -169,8 +174,13 @@ def _load_factory(raw: str) -> LoadedModel:
 
 def _load_checkpoint(path: Path, overrides: Mapping[str, Any], trust_pickle: bool = False) -> LoadedModel:
     from lstm_inspect.sources.checkpoint import SAFETENSORS_SUFFIXES, PickleRefused, read_checkpoint
+    from lstm_inspect.sources.hf_weights import load_beside_config
 
     _refuse_overrides(overrides, str(path), "a checkpoint: its shapes fix the architecture", NOT_IN_WEIGHTS)
+    transformers_checkpoint = load_beside_config(path)
+    if transformers_checkpoint is not None:
+        _refuse_overrides(overrides, str(path), "a transformers checkpoint")
+        return transformers_checkpoint
     base = ModelSpec.from_mapping(overrides) if overrides else ModelSpec()
     fmt = "safetensors" if path.suffix.lower() in SAFETENSORS_SUFFIXES else "torch"
     try:
