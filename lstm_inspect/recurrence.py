@@ -1,4 +1,4 @@
-"""What PyTorch's recurrent modules are, in one place: cells, gates, and their tensor names.
+"""What PyTorch's recurrent modules are, in one place: cells, gates, their tensor names and the cost of a step.
 
 ``nn.LSTM``/``nn.GRU``/``nn.RNN`` name their tensors ``weight_ih_l{k}``, ``weight_hh_l{k}``,
 ``bias_ih_l{k}``, ``bias_hh_l{k}`` and (LSTM ``proj_size``) ``weight_hr_l{k}``, with ``_reverse`` for
@@ -16,7 +16,7 @@ CELLS = ("lstm", "gru", "rnn")
 #: Gates per cell (LSTM i, f, g, o; GRU r, z, n; a plain RNN one).
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 CELL_OF_GATES = {gates: cell for cell, gates in GATES.items()}
-GATE_ORDER = {"lstm": "i, f, g, o", "gru": "r, z, n", "rnn": "(one)"}
+GATE_ORDER = {"lstm": "i, f, g, o", "gru": "r, z, n", "rnn": "-"}
 TENSOR_KINDS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 _TENSOR_NAME = re.compile(
@@ -50,6 +50,31 @@ def parse_tensor_name(name: str) -> RecurrentTensorName | None:
                                bool(match.group("reverse")), bool(match.group("raw")))
 
 
+def step_macs(cell: str, hidden: int, layer_input: int, proj_size: int = 0) -> int:
+    """MACs of one cell step of one layer and direction: ``G·H·(I + H_r)`` (+ ``H_r·H`` projection)."""
+    state = proj_size or hidden
+    macs = GATES[cell] * hidden * (layer_input + state)
+    if proj_size:
+        macs += proj_size * hidden
+    return macs
+
+
+def step_elementwise(cell: str, hidden: int, bias: bool) -> int:
+    """Element-wise FLOPs of one cell step (each add, multiply or activation evaluation = 1).
+
+    LSTM: bias adds 8H (b_ih and b_hh), activations 5H (3 sigmoid + 2 tanh), cell update 4H
+    (f·c, i·g, +, o·tanh(c)). GRU: bias 6H, 2H sigmoid, n gate 3H (r·hh_n, +, tanh), update 4H
+    ((1 − z), ·n, z·h, +). RNN: bias 2H, activation H. The sum of the input and hidden products
+    is inside ``2·MACs`` (a dot product of K terms is 2K − 1 FLOPs, so two of them plus their sum
+    is exactly 2·(I + H_r)).
+    """
+    if cell == "lstm":
+        return (8 * hidden if bias else 0) + 5 * hidden + 4 * hidden
+    if cell == "gru":
+        return (6 * hidden if bias else 0) + 2 * hidden + 3 * hidden + 4 * hidden
+    return (2 * hidden if bias else 0) + hidden
+
+
 def format_leaf(kind: str, layer: int, reverse: bool = False) -> str:
     return f"{kind}_l{layer}" + ("_reverse" if reverse else "")
 
@@ -69,3 +94,19 @@ def cell_class(cell: str) -> type:
     from torch import nn
 
     return {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell]
+
+
+@dataclass(frozen=True)
+class Check:
+    """A closed form next to the counted value (parameters or MACs of one component)."""
+
+    component: str
+    symbolic: str        # "G·H·(I + H_r) + 2·G·H"
+    substituted: str     # "4·768·(768 + 768) + 2·4·768"
+    expected: int
+    counted: int
+    textbook: int | None = None   # source document 002's one-bias formula, where it differs (parameters)
+
+    @property
+    def ok(self) -> bool:
+        return self.expected == self.counted

@@ -22,32 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     from torch import nn
 
-from lstm_inspect.recurrence import GATES, cell_kind  # noqa: E402  (re-exported for the analyses)
-
-
-def step_macs(cell: str, hidden: int, layer_input: int, proj_size: int = 0) -> int:
-    """MACs of one cell step of one layer and direction: ``G·H·(I + H_r)`` (+ ``H_r·H`` projection)."""
-    state = proj_size or hidden
-    macs = GATES[cell] * hidden * (layer_input + state)
-    if proj_size:
-        macs += proj_size * hidden
-    return macs
-
-
-def step_elementwise(cell: str, hidden: int, bias: bool) -> int:
-    """Element-wise FLOPs of one cell step (each add, multiply or activation evaluation = 1).
-
-    LSTM: bias adds 8H (b_ih and b_hh), activations 5H (3 sigmoid + 2 tanh), cell update 4H
-    (f·c, i·g, +, o·tanh(c)). GRU: bias 6H, 2H sigmoid, n gate 3H (r·hh_n, +, tanh), update 4H
-    ((1 − z), ·n, z·h, +). RNN: bias 2H, activation H. The sum of the input and hidden products
-    is inside ``2·MACs`` (a dot product of K terms is 2K − 1 FLOPs, so two of them plus their sum
-    is exactly 2·(I + H_r)).
-    """
-    if cell == "lstm":
-        return (8 * hidden if bias else 0) + 5 * hidden + 4 * hidden
-    if cell == "gru":
-        return (6 * hidden if bias else 0) + 2 * hidden + 3 * hidden + 4 * hidden
-    return (2 * hidden if bias else 0) + hidden
+from lstm_inspect.recurrence import GATES, cell_kind, step_elementwise, step_macs  # noqa: E402, F401  (re-exported)
 
 
 @dataclass

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lstm_inspect.spec import GATES, ModelSpec
+from lstm_inspect.recurrence import GATES
+from lstm_inspect.spec import ModelSpec
 
 
 @dataclass(frozen=True)

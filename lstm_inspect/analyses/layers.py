@@ -13,24 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from lstm_inspect.anatomy import (
+    ATTENTION_NAMES, DOWN_NAMES, GATE_NAMES, K_NAMES, MLP_NAMES, O_NAMES, Q_NAMES, QKV_NAMES, UP_NAMES, V_NAMES, child,
+    decoder_stack, head_counts, intermediate_size, named,
+)
 from lstm_inspect.recurrence import cell_kind, parse_tensor_name
 
 if TYPE_CHECKING:
     from torch import nn
 
     from lstm_inspect.source import LoadedModel
-
-_ATTENTION_NAMES = ("attn", "attention")
-_MLP_NAMES = ("mlp", "feed_forward", "ffn", "ffwd")
-_Q = ("q_proj", "query", "q", "wq")
-_K = ("k_proj", "key", "k", "wk")
-_V = ("v_proj", "value", "v", "wv")
-_O = ("o_proj", "out_proj", "c_proj", "dense", "wo", "o")
-_QKV = ("c_attn", "qkv_proj", "query_key_value", "wqkv", "qkv")
-_GATE = ("gate_proj", "w1", "gate")
-_UP = ("up_proj", "c_fc", "fc1", "fc_in", "dense_h_to_4h", "w3", "up")
-_DOWN = ("down_proj", "c_proj", "fc2", "fc_out", "dense_4h_to_h", "w2", "down")
-
 
 @dataclass(frozen=True)
 class AttentionDetail:
@@ -103,14 +95,14 @@ def describe_layers(loaded: "LoadedModel") -> LayerReport:
     embedding_params = _count_ids(module, embed_ids)
     head = output_head(module)
     head_params = sum(p.numel() for p in head.parameters() if id(p) not in embed_ids) if head is not None else 0
-    stack = _decoder_stack(module)
+    stack = decoder_stack(module)
     # The config's own numbers, less those measured below from the modules (which a pruned model changes).
     hyper = {k: v for k, v in (loaded.description.get("config") or {}).items()
              if k not in ("num_hidden_layers", "num_attention_heads", "num_key_value_heads", "intermediate_size")}
     if stack is not None:
         path, blocks = stack
         config = getattr(module, "config", None)
-        layers = tuple(_decoder_layer(i, f"{path}.{i}", block, config) for i, block in enumerate(blocks))
+        layers = tuple(decoder_layer(i, f"{path}.{i}", block, config) for i, block in enumerate(blocks))
         hyper.update(_uniform_or_list("num_layers", [len(layers)]))
         hyper.update(_uniform_or_list("num_heads", [l.attention.num_heads for l in layers if l.attention]))
         hyper.update(_uniform_or_list("num_kv_heads", [l.attention.num_kv_heads for l in layers if l.attention]))
@@ -148,50 +140,13 @@ def output_head(module: "nn.Module") -> "nn.Module | None":
     return proj if isinstance(proj, nn.Module) else None
 
 
-def _decoder_stack(module: "nn.Module") -> tuple[str, list["nn.Module"]] | None:
-    """The first ModuleList whose items each hold an attention submodule (``model.layers``, ``transformer.h``)."""
-    from torch import nn
-
-    for path, sub in module.named_modules():
-        if isinstance(sub, nn.ModuleList) and len(sub) and all(_child(block, _ATTENTION_NAMES) is not None for block in sub):
-            return path, list(sub)
-    return None
-
-
-def _child(block: "nn.Module", names: tuple[str, ...]) -> "nn.Module | None":
-    for name, child in block.named_children():
-        lowered = name.lower()
-        if any(n in lowered for n in names):
-            return child
-    return None
-
-
-def _named(module: "nn.Module", names: tuple[str, ...]) -> "nn.Module | None":
-    for name in names:
-        for path, sub in module.named_modules():
-            if path and path.rsplit(".", 1)[-1].lower() == name:
-                return sub
-    return None
-
-
 def _params(module: "nn.Module | None") -> int | None:
     return None if module is None else int(sum(p.numel() for p in module.parameters()))
 
 
-def _out_features(module: "nn.Module | None") -> int | None:
-    if module is None:
-        return None
-    if hasattr(module, "out_features"):
-        return int(module.out_features)
-    if hasattr(module, "nf"):        # transformers' Conv1D: weight [in, out]
-        return int(module.nf)
-    weight = getattr(module, "weight", None)
-    return int(weight.shape[0]) if weight is not None and weight.dim() >= 1 else None
-
-
-def _decoder_layer(index: int, path: str, block: "nn.Module", config: Any) -> DecoderLayer:
-    attention_module = _child(block, _ATTENTION_NAMES)
-    mlp_module = _child(block, _MLP_NAMES)
+def decoder_layer(index: int, path: str, block: "nn.Module", config: Any) -> DecoderLayer:
+    attention_module = child(block, ATTENTION_NAMES)
+    mlp_module = child(block, MLP_NAMES)
     attention = _attention(attention_module, config) if attention_module is not None else None
     mlp = _mlp(mlp_module) if mlp_module is not None else None
     norm = sum(_params(child) or 0 for name, child in block.named_children()
@@ -201,46 +156,17 @@ def _decoder_layer(index: int, path: str, block: "nn.Module", config: Any) -> De
 
 
 def _attention(attn: "nn.Module", config: Any) -> AttentionDetail:
-    q, k, v = _named(attn, _Q), _named(attn, _K), _named(attn, _V)
-    o, qkv = _named(attn, _O), _named(attn, _QKV)
-    total = _params(attn) or 0
-    head_dim = getattr(attn, "head_dim", None) or _config_head_dim(config)
-    if total == 0:
-        heads = kv_heads = 0
-    else:
-        heads = _out_features(q) // head_dim if q is not None and head_dim else _first_attr(
-            (attn, config), ("num_heads", "n_head", "num_attention_heads"))
-        kv_heads = _out_features(k) // head_dim if k is not None and head_dim else _first_attr(
-            (attn, config), ("num_key_value_heads", "num_kv_heads"))
-        kv_heads = kv_heads if kv_heads is not None else heads
-    return AttentionDetail(type(attn).__name__, total, _params(q), _params(k), _params(v), _params(o), _params(qkv),
-                           heads, kv_heads)
+    q, k, v = named(attn, Q_NAMES), named(attn, K_NAMES), named(attn, V_NAMES)
+    o, qkv = named(attn, O_NAMES), named(attn, QKV_NAMES)
+    heads, kv_heads = head_counts(attn, config)
+    return AttentionDetail(type(attn).__name__, _params(attn) or 0, _params(q), _params(k), _params(v), _params(o),
+                           _params(qkv), heads, kv_heads)
 
 
 def _mlp(mlp: "nn.Module") -> MlpDetail:
-    gate, up, down = _named(mlp, _GATE), _named(mlp, _UP), _named(mlp, _DOWN)
-    total = _params(mlp) or 0
-    inter = 0 if total == 0 else (_out_features(up) if up is not None else _out_features(gate))
-    return MlpDetail(type(mlp).__name__, total, _params(gate), _params(up), _params(down), inter)
-
-
-def _config_head_dim(config: Any) -> int | None:
-    if config is None:
-        return None
-    head_dim = getattr(config, "head_dim", None)
-    if head_dim:
-        return int(head_dim)
-    hidden, heads = getattr(config, "hidden_size", None), getattr(config, "num_attention_heads", None)
-    return hidden // heads if hidden and heads else None
-
-
-def _first_attr(objects: tuple[Any, ...], names: tuple[str, ...]) -> int | None:
-    for obj in objects:
-        for name in names:
-            value = getattr(obj, name, None) if obj is not None else None
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-    return None
+    gate, up, down = named(mlp, GATE_NAMES), named(mlp, UP_NAMES), named(mlp, DOWN_NAMES)
+    return MlpDetail(type(mlp).__name__, _params(mlp) or 0, _params(gate), _params(up), _params(down),
+                     intermediate_size(mlp))
 
 
 def _recurrent_layers(module: "nn.Module") -> list[RecurrentLayerDetail]:

@@ -6,17 +6,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Sequence
 
 from lstm_inspect.analyses import closed_form
-from lstm_inspect.recurrence import parse_tensor_name
+from lstm_inspect.recurrence import Check, parse_tensor_name
 
 if TYPE_CHECKING:
-    from lstm_inspect.analyses.params import ClosedFormCheck, TensorRow
+    from lstm_inspect.analyses.params import TensorRow
     from lstm_inspect.sources.layout import Layout
 
 
-def layout_checks(layout: "Layout", tensors: Sequence["TensorRow"]) -> tuple["ClosedFormCheck", ...]:
+def layout_checks(layout: "Layout", tensors: Sequence["TensorRow"]) -> tuple[Check, ...]:
     """Formula next to counted value for every recognised piece (tensors carry the checkpoint's names)."""
-    from lstm_inspect.analyses.params import ClosedFormCheck
-
     counted: dict[str, int] = {}
     layer_of: dict[tuple[str, int], int] = {}
     for block in layout.blocks:
@@ -31,10 +29,10 @@ def layout_checks(layout: "Layout", tensors: Sequence["TensorRow"]) -> tuple["Cl
         else:
             owner = t.name.rpartition(".")[0]
             counted[owner] = counted.get(owner, 0) + t.count
-    checks: list[ClosedFormCheck] = []
+    checks: list[Check] = []
     if layout.embedding is not None:
         e = layout.embedding
-        checks.append(ClosedFormCheck("embedding", "V·E", f"{e.num_embeddings}·{e.embedding_dim}",
+        checks.append(Check("embedding", "V·E", f"{e.num_embeddings}·{e.embedding_dim}",
                                       e.num_embeddings * e.embedding_dim, counted.get(e.path, 0)))
     index = 0
     for block in layout.blocks:
@@ -45,7 +43,7 @@ def layout_checks(layout: "Layout", tensors: Sequence["TensorRow"]) -> tuple["Cl
             f = closed_form.both_directions(one, d)
             textbook = d * closed_form.textbook_direction_params(block.cell, shape.input_size, shape.hidden_size,
                                                                  block.bias)
-            checks.append(ClosedFormCheck(f.component, f.symbolic, f.substituted, f.value, per_layer.get(index, 0),
+            checks.append(Check(f.component, f.symbolic, f.substituted, f.value, per_layer.get(index, 0),
                                           textbook=textbook if textbook != f.value else None))
             index += 1
     if layout.head is not None:
@@ -53,5 +51,5 @@ def layout_checks(layout: "Layout", tensors: Sequence["TensorRow"]) -> tuple["Cl
         vocabulary = layout.embedding is not None and h.out_features == layout.embedding.num_embeddings
         f = closed_form.head_formula(h.out_features, h.in_features, h.bias, layout.tied, "projection" if vocabulary
                                      else "head", "V" if vocabulary else "O")
-        checks.append(ClosedFormCheck(f.component, f.symbolic, f.substituted, f.value, counted.get(h.path, 0)))
+        checks.append(Check(f.component, f.symbolic, f.substituted, f.value, counted.get(h.path, 0)))
     return tuple(checks)

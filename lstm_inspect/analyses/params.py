@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lstm_inspect.analyses import classify, closed_form
+from lstm_inspect.recurrence import Check, parse_tensor_name
 
 if TYPE_CHECKING:
     from lstm_inspect.analyses.layers import LayerReport
@@ -35,18 +35,8 @@ class ShareRow:
     modules: int = 0    # how many modules hold these parameters
 
 
-@dataclass(frozen=True)
-class ClosedFormCheck:
-    component: str
-    symbolic: str
-    substituted: str
-    expected: int
-    counted: int
-    textbook: int | None = None   # source document 002's one-bias formula, where it differs
-
-    @property
-    def ok(self) -> bool:
-        return self.expected == self.counted
+#: The closed-form check of one component (kept under its old name for the Python API).
+ClosedFormCheck = Check
 
 
 @dataclass(frozen=True)
@@ -72,7 +62,7 @@ class ParamReport:
 def count_params(loaded: "LoadedModel") -> ParamReport:
     """Count every unique parameter tensor of ``loaded.module`` (tied weights once)."""
     module = loaded.module
-    tensors = _tensor_rows(module)
+    tensors = tensor_rows(module)
     total = sum(t.count for t in tensors)
     trainable = sum(t.count for t in tensors if t.trainable)
     notes: list[str] = list(loaded.notes)
@@ -124,7 +114,7 @@ def _layout_of(module) -> Any:
     return layout if isinstance(layout, Layout) and layout.blocks else None
 
 
-def _tensor_rows(module) -> list[TensorRow]:
+def tensor_rows(module) -> list[TensorRow]:
     owners: dict[str, tuple[Any, list[Any]]] = {}
     _walk(module, "", [], owners)
     shown = getattr(module, "checkpoint_names", None) or {}   # a rebuilt model shows the file's own names
@@ -178,20 +168,15 @@ def _shares(tensors: list[TensorRow], total: int, key: str, order: tuple[str, ..
     )
 
 
-_LAYER_SUFFIX = re.compile(r"_l(\d+)(_reverse)?$")
-
-
 def _closed_form_checks(loaded: "LoadedModel", tensors: list[TensorRow]) -> tuple[ClosedFormCheck, ...]:
     spec = loaded.spec
     by_component: dict[str, int] = {}
     by_layer: dict[int, int] = {}
     for t in tensors:
         by_component[t.component] = by_component.get(t.component, 0) + t.count
-        if t.component == "recurrent":
-            match = _LAYER_SUFFIX.search(t.name)
-            if match:
-                layer = int(match.group(1))
-                by_layer[layer] = by_layer.get(layer, 0) + t.count
+        parsed = parse_tensor_name(t.name) if t.component == "recurrent" else None
+        if parsed is not None:
+            by_layer[parsed.layer] = by_layer.get(parsed.layer, 0) + t.count
     checks = []
     emb = closed_form.embedding_params(spec)
     checks.append(ClosedFormCheck(emb.component, emb.symbolic, emb.substituted, emb.value, by_component.get("embedding", 0)))

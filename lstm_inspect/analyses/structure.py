@@ -6,13 +6,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from lstm_inspect.analyses.layers import output_head
-from lstm_inspect.analyses.params import _tensor_rows
-from lstm_inspect.recurrence import cell_kind, parse_tensor_name
+from lstm_inspect.analyses.params import tensor_rows
+from lstm_inspect.recurrence import GATE_ORDER, GATES, cell_kind, parse_tensor_name
 
 if TYPE_CHECKING:
     from lstm_inspect.source import LoadedModel
 
-GATE_ORDER = {"lstm": "i, f, g, o", "gru": "r, z, n", "rnn": "-"}
 _SYMBOLIC = {
     "weight_ih": "G·H, I",
     "weight_hh": "G·H, H_r",
@@ -88,7 +87,7 @@ def describe_structure(loaded: "LoadedModel", batch: int = 1, seq: int = 32) -> 
             if is_size_overflow(exc):
                 raise too_large(f"--batch {batch} × --seq {seq}", exc) from None
             raise
-    owner_of = {row.name: row.count for row in _tensor_rows(loaded.module)}
+    owner_of = {row.name: row.count for row in tensor_rows(loaded.module)}
     root = _node(loaded.module, "", "", shapes, owner_of)
     input_shape = [batch, seq] if (loaded.spec is None or loaded.spec.batch_first) else [seq, batch]
     return StructureReport(
@@ -146,7 +145,7 @@ def _recurrent_detail(module, traced: Any) -> RecurrentDetail | None:
     return RecurrentDetail(
         cell=cell,
         gate_order=GATE_ORDER[cell],
-        gates={"lstm": 4, "gru": 3}.get(cell, 1),
+        gates=GATES[cell],
         layers=tuple(
             RecurrentLayer(layer, direction, module.input_size if layer == 0 else state_dim * directions, tuple(tensors))
             for (layer, direction), tensors in sorted(layers.items())

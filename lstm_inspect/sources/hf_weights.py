@@ -181,7 +181,7 @@ def follow_weights(module: nn.Module, infos: dict[str, "TensorInfo"], *, origin:
         AnalysisFailed: the checkpoint holds tensors the model does not have, or lacks some that it has
             (other than a tied head, or a whole attention/MLP removed).
     """
-    from lstm_inspect.analyses.layers import _decoder_stack
+    from lstm_inspect.anatomy import decoder_stack
 
     params = dict(module.named_parameters(remove_duplicate=False))
     buffers = {name for name, _ in module.named_buffers(remove_duplicate=False)}
@@ -192,7 +192,7 @@ def follow_weights(module: nn.Module, infos: dict[str, "TensorInfo"], *, origin:
     present = {id(params[name]) for name in infos if name in params}   # a tied tensor is present under any name
     missing = [name for name, p in params.items() if id(p) not in present]
 
-    stack = _decoder_stack(module)
+    stack = decoder_stack(module)
     blocks = dict(enumerate(stack[1])) if stack else {}
     prefix = f"{stack[0]}." if stack else ""
     removed = _replace_removed(module, blocks, prefix, set(missing))
@@ -247,14 +247,14 @@ def _replace_removed(module: nn.Module, blocks: dict[int, nn.Module], prefix: st
 
 def _role(name: str, child: nn.Module) -> str | None:
     """``attention``, ``mlp`` or ``norm`` for a decoder layer's child (``post_attention_layernorm`` is a norm)."""
-    from lstm_inspect.analyses.layers import _ATTENTION_NAMES, _MLP_NAMES
+    from lstm_inspect.anatomy import ATTENTION_NAMES, MLP_NAMES
 
     lowered = name.lower()
     if "norm" in lowered or "norm" in type(child).__name__.lower() or lowered.startswith("ln"):
         return "norm"
-    if any(k in lowered for k in _ATTENTION_NAMES):
+    if any(k in lowered for k in ATTENTION_NAMES):
         return "attention"
-    if any(k in lowered for k in _MLP_NAMES):
+    if any(k in lowered for k in MLP_NAMES):
         return "mlp"
     return None
 
@@ -289,11 +289,11 @@ def _retie(module: nn.Module, before: dict[str, nn.Parameter]) -> None:
 
 def _fix_block(index: int, block: nn.Module, config: Any) -> None:
     """The attention's head counts and the MLP's intermediate size, read from the projections' widths."""
-    from lstm_inspect.analyses.layers import _ATTENTION_NAMES, _GATE, _K, _MLP_NAMES, _Q, _UP, _child, _named
+    from lstm_inspect.anatomy import ATTENTION_NAMES, GATE_NAMES, K_NAMES, MLP_NAMES, Q_NAMES, UP_NAMES, child, named
 
-    attn = _child(block, _ATTENTION_NAMES)
+    attn = child(block, ATTENTION_NAMES)
     if attn is not None and not isinstance(attn, ZeroAttention):
-        q, k = _named(attn, _Q), _named(attn, _K)
+        q, k = named(attn, Q_NAMES), named(attn, K_NAMES)
         head_dim = getattr(attn, "head_dim", None)
         if isinstance(q, nn.Linear) and isinstance(k, nn.Linear) and isinstance(head_dim, int) and head_dim:
             reason = None
@@ -315,9 +315,9 @@ def _fix_block(index: int, block: nn.Module, config: Any) -> None:
                 # 200 characters reach the user after "counting a forward pass of NAME failed: "
                 attn.forward = _CannotRun(f"{reason}: transformers' attention cannot run it, so there are no "
                                           "FLOPs, memory or output shapes")
-    mlp = _child(block, _MLP_NAMES)
+    mlp = child(block, MLP_NAMES)
     if mlp is not None and not isinstance(mlp, ZeroMLP) and isinstance(getattr(mlp, "intermediate_size", None), int):
-        up = _named(mlp, _UP) or _named(mlp, _GATE)
+        up = named(mlp, UP_NAMES) or named(mlp, GATE_NAMES)
         if isinstance(up, nn.Linear):
             mlp.intermediate_size = up.out_features
 
@@ -329,21 +329,23 @@ def _fix_block(index: int, block: nn.Module, config: Any) -> None:
 
 def _notes(module: nn.Module, blocks: dict[int, nn.Module], config: Any, removed: list[int],
            others: list[str]) -> tuple[str, ...]:
-    from lstm_inspect.analyses.layers import _decoder_layer
+    from lstm_inspect.anatomy import ATTENTION_NAMES, MLP_NAMES, child, head_counts, intermediate_size
 
     parts: list[str] = []
     if blocks and config is not None:
-        layers = [_decoder_layer(i, "", b, config) for i, b in blocks.items()]
-        kept = [l for l in layers if l.layer_idx not in removed]
+        kept = {i: b for i, b in blocks.items() if i not in removed}
+        attentions = {i: child(b, ATTENTION_NAMES) for i, b in kept.items()}
+        mlps = {i: child(b, MLP_NAMES) for i, b in kept.items()}
+        heads = {i: head_counts(a, config) for i, a in attentions.items() if a is not None}
         configured = {
             "num_attention_heads": getattr(config, "num_attention_heads", None),
             "num_key_value_heads": getattr(config, "num_key_value_heads", None) or getattr(config, "num_attention_heads", None),
             "intermediate_size": getattr(config, "intermediate_size", None),
         }
         measured = {
-            "num_attention_heads": {l.layer_idx: l.attention.num_heads for l in kept if l.attention},
-            "num_key_value_heads": {l.layer_idx: l.attention.num_kv_heads for l in kept if l.attention},
-            "intermediate_size": {l.layer_idx: l.mlp.intermediate_size for l in kept if l.mlp},
+            "num_attention_heads": {i: h[0] for i, h in heads.items()},
+            "num_key_value_heads": {i: h[1] for i, h in heads.items()},
+            "intermediate_size": {i: intermediate_size(m) for i, m in mlps.items() if m is not None},
         }
         for field, want in configured.items():
             if not isinstance(want, int):
