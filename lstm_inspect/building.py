@@ -105,14 +105,13 @@ def is_size_overflow(exc: BaseException) -> bool:
     return False
 
 
-def too_large(where: str, exc: BaseException) -> InvalidInput:
+def too_large(where: str, exc: BaseException, fields: tuple[str, ...] = ()) -> InvalidInput:
     """The one-line refusal of a sample input too large to trace (``where`` names the options)."""
     while (exc.__cause__ or exc.__context__) is not None and is_size_overflow(exc.__cause__ or exc.__context__):
         exc = exc.__cause__ or exc.__context__  # torch's own words, not a wrapper's
-    text = str(exc).strip()
-    detail = text.splitlines()[0] if text else type(exc).__name__
+    detail = first_line(exc)
     return InvalidInput(f"{where}: too large to trace: a tensor of the forward pass would not fit in 64-bit sizes "
-                        f"({detail}); give smaller values")
+                        f"({detail}); give smaller values", fields=fields)
 
 
 def to_fake(module: "nn.Module", mode: object, device: str = "cpu") -> "nn.Module":

@@ -23,9 +23,26 @@ class LstmInspectError(Exception):
 
 
 class InvalidInput(LstmInspectError):
-    """The user asked for something that cannot be: fix the input and run again."""
+    """The user asked for something that cannot be: fix the input and run again.
+
+    The library names its own fields (``batch``, ``seq``, ``hidden_dim``); ``fields`` lists those the message
+    names, so that the CLI can print them as the flags the user typed (``--batch``, ``--hidden-dim``).
+    """
 
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str = "", *, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.fields = tuple(fields)
+
+
+def as_flags(message: str, fields: tuple[str, ...]) -> str:
+    """``message`` with each of ``fields`` spelled as its command-line flag (``hidden_dim`` -> ``--hidden-dim``)."""
+    import re
+
+    for name in sorted(fields, key=len, reverse=True):
+        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", "--" + name.replace("_", "-"), message)
+    return message
 
 
 class AnalysisFailed(LstmInspectError):
@@ -44,9 +61,18 @@ class LstmInspectWarning(UserWarning):
     """Something the user should know that does not stop the work (e.g. CUDA fallback)."""
 
 
-def first_line(exc: BaseException, limit: int = 200) -> str:
+def first_line(exc: BaseException, limit: int = 200, *, sentence: bool = False, with_type: bool = False) -> str:
     """The first line of an exception's message (its type name when empty), cut to ``limit`` characters:
-    what a one-line ``error: ...`` can quote of a library's multi-line message."""
+    what a one-line ``error: ...`` can quote of a library's multi-line message.
+
+    Args:
+        sentence: only the first sentence (torch's unpickling messages run on for sentences).
+        with_type: prefix the exception's type (``ValueError: ...``), for errors raised by user code.
+    """
     text = str(exc).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
+    if sentence:
+        line = line.split(". ")[0]
+    if with_type and text:
+        line = f"{type(exc).__name__}: {line}"
     return line if len(line) <= limit else line[: limit - 3] + "..."

@@ -95,31 +95,32 @@ def _coerce(name: str, raw: Any, kind: type) -> Any:
             return True
         if text in ("0", "false", "no", "off"):
             return False
-        raise InvalidInput(f"{name} must be true or false, got {raw!r}")
+        raise _invalid(f"{name} must be true or false, got {raw!r}", name)
     if kind is int:
         if isinstance(raw, bool):
-            raise InvalidInput(f"{name} must be an integer, got {raw!r}")
+            raise _invalid(f"{name} must be an integer, got {raw!r}", name)
         if isinstance(raw, int):
             return raw
         try:
             return int(str(raw).strip())
         except ValueError:
-            raise InvalidInput(f"{name} must be an integer, got {raw!r}") from None
+            raise _invalid(f"{name} must be an integer, got {raw!r}", name) from None
     if kind is float:
         try:
             return float(raw)
         except (TypeError, ValueError):
-            raise InvalidInput(f"{name} must be a number, got {raw!r}") from None
+            raise _invalid(f"{name} must be a number, got {raw!r}", name) from None
     return str(raw).strip().lower() if name == "cell" else raw
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
+def _invalid(message: str, *fields: str) -> InvalidInput:
+    """A spec error in field names (the CLI shows them as its flags)."""
+    return InvalidInput(message, fields=fields)
 
 
 def _validate(spec: ModelSpec) -> None:
     if spec.cell not in CELLS:
-        raise InvalidInput(f"--cell must be one of {', '.join(CELLS)}, got {spec.cell!r}")
+        raise _invalid(f"cell must be one of {', '.join(CELLS)}, got {spec.cell!r}", "cell")
     for name, upper in (
         ("vocab_size", MAX_VOCAB),
         ("embed_dim", MAX_DIM),
@@ -128,25 +129,25 @@ def _validate(spec: ModelSpec) -> None:
     ):
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise InvalidInput(f"{_flag(name)} must be an integer, got {value!r}")
+            raise _invalid(f"{name} must be an integer, got {value!r}", name)
         if value < 1:
-            raise InvalidInput(f"{_flag(name)} must be at least 1, got {value}")
+            raise _invalid(f"{name} must be at least 1, got {value}", name)
         if value > upper:
-            raise InvalidInput(f"{_flag(name)} must be at most {upper:,}, got {value:,}")
+            raise _invalid(f"{name} must be at most {upper:,}, got {value:,}", name)
     if isinstance(spec.proj_size, bool) or not isinstance(spec.proj_size, int) or spec.proj_size < 0:
-        raise InvalidInput(f"--proj-size must be 0 (off) or a positive integer, got {spec.proj_size!r}")
+        raise _invalid(f"proj_size must be 0 (off) or a positive integer, got {spec.proj_size!r}", "proj_size")
     if spec.proj_size:
         if spec.cell != "lstm":
-            raise InvalidInput(f"--proj-size only applies to --cell lstm, not {spec.cell}; drop it")
+            raise _invalid(f"proj_size only applies to cell lstm, not {spec.cell}; drop it", "proj_size", "cell")
         if spec.proj_size >= spec.hidden_dim:
-            raise InvalidInput(
-                f"--proj-size must be smaller than --hidden-dim ({spec.hidden_dim}), got {spec.proj_size}"
-            )
+            raise _invalid(f"proj_size must be smaller than hidden_dim ({spec.hidden_dim}), got {spec.proj_size}",
+                           "proj_size", "hidden_dim")
     if not (0.0 <= spec.dropout < 1.0):
-        raise InvalidInput(f"--dropout must be in [0, 1), got {spec.dropout}")
+        raise _invalid(f"dropout must be in [0, 1), got {spec.dropout}", "dropout")
     if spec.tie_weights and spec.output_dim != spec.embed_dim:
-        raise InvalidInput(
-            "--tie-weights needs the recurrent output width to equal --embed-dim: "
+        raise _invalid(
+            "tie_weights needs the recurrent output width to equal embed_dim: "
             f"{spec.output_dim} (= {'2 x ' if spec.bidirectional else ''}"
-            f"{'proj_size' if spec.proj_size else 'hidden_dim'} {spec.state_dim}) != {spec.embed_dim}"
+            f"{'proj_size' if spec.proj_size else 'hidden_dim'} {spec.state_dim}) != {spec.embed_dim}",
+            "tie_weights", "embed_dim",
         )

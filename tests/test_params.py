@@ -161,6 +161,11 @@ def test_source_script_spellings():
     ],
 )
 def test_spec_validation(changes, fragment):
+    """The library names its fields; the CLI prints them as the flags."""
+    from lstm_inspect.errors import as_flags
+
     with pytest.raises(InvalidInput, match=None) as info:
         ModelSpec(**changes)
-    assert fragment in str(info.value)
+    field_text = fragment.replace("--", "").replace("-", "_")
+    assert field_text in str(info.value) and "--" not in str(info.value)
+    assert fragment in as_flags(str(info.value), info.value.fields)

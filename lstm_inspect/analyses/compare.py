@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from lstm_inspect.analyses.layers import LayerReport, describe_layers
+from lstm_inspect.errors import AnalysisFailed, first_line
 from lstm_inspect.analyses.params import ParamReport, count_params
 
 if TYPE_CHECKING:
@@ -131,60 +132,34 @@ def _with_model_notes(pair: PairComparison, names: Sequence[str], models: Sequen
     return dataclasses.replace(pair, notes=(*own, *pair.notes)) if own else pair
 
 
-def cost_summary(loaded: "LoadedModel", batch: int, seq: int) -> CostSummary | None:
-    """FLOPs (``lstm_inspect.analyses.flops``) and the memory estimate (``...memory``), where they exist.
+def cost_summary(loaded: "LoadedModel", batch: int, seq: int) -> CostSummary:
+    """FLOPs and the memory estimate of one forward at ``batch`` × ``seq``.
 
-    Memory is the estimate (fake tensors, nothing allocated) of one forward's increment at
-    ``batch`` × ``seq``, and the weights' bytes, for every model alike.
-
-    Each engine is optional: a missing one leaves its fields None, and its failure on a model is a
-    note rather than a failed comparison.
+    Memory is the estimate (fake tensors, nothing allocated) of one forward's increment, and the
+    weights' bytes, for every model alike. An analysis that fails on this model leaves its fields None
+    and says why in the note, rather than failing the comparison.
     """
-    import importlib
+    from lstm_inspect.analyses.flops import count_flops
+    from lstm_inspect.analyses.memory import sweep_memory
 
     fields: dict[str, Any] = {}
     notes: list[str] = []
-    for name, getter in (("flops", _flops_fields), ("memory", _memory_fields)):
-        try:
-            module = importlib.import_module(f"lstm_inspect.analyses.{name}")
-        except ImportError:
-            continue
-        try:
-            fields.update(getter(module, loaded, batch, seq))
-        except Exception as exc:  # noqa: BLE001 - one engine failing on one model must not sink the comparison
-            notes.append(f"{name}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__}")
-    if not fields and not notes:
-        return None
+    try:
+        counted = count_flops(loaded, batch=batch, seq=seq)
+        fields.update(macs=counted.macs, flops=counted.flops)
+    except AnalysisFailed as exc:   # one analysis failing on one model must not sink the comparison
+        notes.append(f"flops: {first_line(exc, 160)}")
+    try:
+        swept = sweep_memory(loaded, batch_sizes=[batch], seq_lens=[seq], method="estimate")
+        fields["weights_bytes"] = int(swept.weights_bytes)
+        cell = swept.cells[0]
+        if cell.estimated_bytes is not None:
+            fields["memory_bytes"] = int(cell.estimated_bytes)
+        else:
+            notes.append(f"memory: {cell.reason}")
+    except AnalysisFailed as exc:
+        notes.append(f"memory: {first_line(exc, 160)}")
     return CostSummary(note="; ".join(notes) or None, **fields)
-
-
-def _flops_fields(module: Any, loaded: "LoadedModel", batch: int, seq: int) -> dict[str, Any]:
-    count = getattr(module, "count_flops", None)
-    if count is None:
-        return {}
-    report = count(loaded, batch=batch, seq=seq)
-    out = {}
-    for field, names in (("macs", ("macs", "total_macs")), ("flops", ("flops", "total_flops"))):
-        for attr in names:
-            value = getattr(report, attr, None)
-            if isinstance(value, int):
-                out[field] = value
-                break
-    return out
-
-
-def _memory_fields(module: Any, loaded: "LoadedModel", batch: int, seq: int) -> dict[str, Any]:
-    sweep = getattr(module, "sweep_memory", None)
-    if sweep is None:
-        return {}
-    report = sweep(loaded, batch_sizes=[batch], seq_lens=[seq], method="estimate")
-    cell = report.cells[0] if report.cells else None
-    out: dict[str, Any] = {"weights_bytes": int(report.weights_bytes)}
-    if cell is not None and cell.estimated_bytes is not None:
-        out["memory_bytes"] = int(cell.estimated_bytes)
-    elif cell is not None and cell.reason:
-        raise RuntimeError(cell.reason)
-    return out
 
 
 def _shares(a: tuple, b: tuple) -> tuple[tuple[str, Delta], ...]:

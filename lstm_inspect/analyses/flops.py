@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from lstm_inspect.errors import AnalysisFailed, first_line
+from lstm_inspect.errors import AnalysisFailed, InvalidInput, first_line
 from lstm_inspect.hardware import DTYPE_BYTES, Accelerator
 from lstm_inspect.recurrence import GATES, Check, step_macs
 from lstm_inspect.thop_ops import Recorder, make_custom_ops
@@ -260,10 +260,30 @@ def _stock_profile(module: "nn.Module", inputs: tuple) -> int:
 
 def _inputs(loaded: "LoadedModel", mode: Any, device: str, batch: int, seq: int,
             lengths: Sequence[int] | None = None) -> tuple:
-    with mode:
-        if lengths is None:
-            return loaded.sample_input(batch, seq, device)
-        return loaded.sample_input(batch, seq, device, lengths=list(lengths))
+    from lstm_inspect.building import is_size_overflow, too_large
+
+    try:
+        with mode:
+            if lengths is None:
+                return loaded.sample_input(batch, seq, device)
+            return loaded.sample_input(batch, seq, device, lengths=list(lengths))
+    except RuntimeError as exc:
+        if is_size_overflow(exc):
+            raise too_large(f"batch {batch} × seq {seq}", exc, ("batch", "seq")) from None
+        raise
+
+
+def check_sample(batch: int, seq: int, lengths: Sequence[int] | None = None) -> None:
+    """The library's own check of a sample input (field names, not flags: the CLI checks its flags first)."""
+    for name, value in (("batch", batch), ("seq", seq)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidInput(f"{name} must be a whole number of at least 1, got {value!r}", fields=(name,))
+    if lengths is not None:
+        if not lengths or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in lengths):
+            raise InvalidInput(f"lengths must be whole numbers of at least 1, got {list(lengths)!r}", fields=("lengths",))
+        if seq < max(lengths):
+            raise InvalidInput(f"seq ({seq}) must be at least the longest of lengths ({max(lengths)})",
+                               fields=("seq", "lengths"))
 
 
 def count_flops(
@@ -292,6 +312,7 @@ def count_flops(
     """
     from lstm_inspect.tracing import shape_copy
 
+    check_sample(batch, seq, lengths)
     notes: list[str] = list(loaded.notes)
     packed: PackedComparison | None = None
     with shape_copy(loaded) as (module, mode, device):
@@ -348,6 +369,9 @@ def count_grid(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens: Sequ
     """MACs and FLOPs of one forward for every (batch, seq) pair; one fake copy for all cells."""
     from lstm_inspect.tracing import shape_copy
 
+    for b in batch_sizes:
+        for t in seq_lens:
+            check_sample(b, t)
     cells = []
     with shape_copy(loaded) as (module, mode, device):
         for b in batch_sizes:

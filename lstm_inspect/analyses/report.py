@@ -1,34 +1,25 @@
 """``report``: source document 000's all-in-one run (structure, params, FLOPs, memory) for one model.
 
-FLOPs and memory come from their own analyses when this build has them; each is an optional
-section (None, with a note, when absent or when it fails on this model), so the report still holds
-everything else.
+FLOPs and memory are optional sections: None, with a note saying why, when that analysis fails on
+this model, so the report still holds everything else. The report holds data only; the renderer
+(:mod:`lstm_inspect.render.report`) decides how each section is shown.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from lstm_inspect.analyses.layers import LayerReport, describe_layers
 from lstm_inspect.analyses.params import ParamReport, count_params
 from lstm_inspect.analyses.structure import StructureReport, describe_structure
-from lstm_inspect.errors import InvalidInput, first_line
+from lstm_inspect.errors import AnalysisFailed, first_line
 
 if TYPE_CHECKING:
+    from lstm_inspect.analyses.flops import FlopsReport
+    from lstm_inspect.analyses.memory import MemoryReport
     from lstm_inspect.source import LoadedModel
-
-
-@dataclass(frozen=True)
-class Section:
-    """An optional part of the report: its analysis result and how to render it (None when absent)."""
-
-    name: str                         # "flops" | "memory"
-    report: Any | None
-    to_json: Callable[[Any], dict] | None = None
-    to_rich: Callable[[Any], list] | None = None
-    note: str | None = None           # why it is absent, or what it did not cover
 
 
 @dataclass(frozen=True)
@@ -40,7 +31,9 @@ class FullReport:
     structure: StructureReport
     params: ParamReport
     layers: LayerReport
-    sections: tuple[Section, ...]
+    flops: FlopsReport | None         # None when counting failed on this model (see notes)
+    memory: MemoryReport | None       # None when the memory analysis failed on this model (see notes)
+    notes: tuple[str, ...] = ()       # "flops: counting FLOPs failed: ..."
 
 
 def run_report(loaded: "LoadedModel", *, batch: int = 1, seq: int = 32, batch_sizes: Sequence[int] = (1, 2, 4, 8, 16),
@@ -59,27 +52,25 @@ def run_report(loaded: "LoadedModel", *, batch: int = 1, seq: int = 32, batch_si
     structure = describe_structure(loaded, batch=batch, seq=seq)
     params = count_params(loaded)
     layers = describe_layers(loaded)
-    sections = (_flops_section(loaded, batch, seq), _memory_section(loaded, batch_sizes, seq_lens, device))
+    flops, flops_note = _flops_section(loaded, batch, seq)
+    memory, memory_note = _memory_section(loaded, batch_sizes, seq_lens, device)
+    notes = tuple(f"{name}: {note}" for name, note in (("flops", flops_note), ("memory", memory_note)) if note)
     return FullReport(loaded.description, stamp.isoformat().replace("+00:00", "Z"), batch, seq, structure, params,
-                      layers, sections)
+                      layers, flops, memory, notes)
 
 
-def _flops_section(loaded: "LoadedModel", batch: int, seq: int) -> Section:
+def _flops_section(loaded: "LoadedModel", batch: int, seq: int) -> tuple["FlopsReport | None", str | None]:
     from lstm_inspect.analyses.flops import count_flops
-    from lstm_inspect.render.flops import flops_json, flops_rich
 
     try:
-        result = count_flops(loaded, batch=batch, seq=seq)
-    except InvalidInput:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the rest of the report stands without this section
-        return Section("flops", None, note=f"counting FLOPs failed: {first_line(exc)}")
-    return Section("flops", result, flops_json, flops_rich)
+        return count_flops(loaded, batch=batch, seq=seq), None
+    except AnalysisFailed as exc:   # the rest of the report stands without this section
+        return None, f"counting FLOPs failed: {first_line(exc)}"
 
 
-def _memory_section(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens: Sequence[int], device: str) -> Section:
+def _memory_section(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens: Sequence[int],
+                    device: str) -> tuple["MemoryReport | None", str | None]:
     from lstm_inspect.analyses.memory import sweep_memory
-    from lstm_inspect.render.memory import memory_json, memory_rich
     from lstm_inspect.building import resolve_device
 
     where = resolve_device(device)
@@ -88,10 +79,7 @@ def _memory_section(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens:
     # (``lstm-inspect memory --method both --device cpu`` measures on the CPU).
     method = "both" if where.type == "cuda" else "estimate"
     try:
-        result = sweep_memory(loaded, batch_sizes=list(batch_sizes), seq_lens=list(seq_lens), method=method,
-                              device=where)
-    except InvalidInput:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the rest of the report stands without this section
-        return Section("memory", None, note=f"the memory analysis failed: {first_line(exc)}")
-    return Section("memory", result, memory_json, memory_rich)
+        return sweep_memory(loaded, batch_sizes=list(batch_sizes), seq_lens=list(seq_lens), method=method,
+                            device=where), None
+    except AnalysisFailed as exc:   # the rest of the report stands without this section
+        return None, f"the memory analysis failed: {first_line(exc)}"

@@ -11,7 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from lstm_inspect import __version__
-from lstm_inspect.errors import EXIT_INTERRUPTED, EXIT_USAGE, BudgetExceeded, InvalidInput, LstmInspectError
+from lstm_inspect.errors import EXIT_INTERRUPTED, EXIT_USAGE, BudgetExceeded, InvalidInput, LstmInspectError, as_flags
 
 #: Options that take a list. ``--batch-sizes 1,2,4`` is the native form; the source script's
 #: ``--batch_sizes 1 2 4`` (argparse nargs='+') is rewritten to it before parsing.
@@ -110,7 +110,7 @@ class LstmInspectGroup(TyperGroup):
             sys.stderr.write(f"budget exceeded: {exc}\n")
             sys.exit(exc.exit_code)
         except LstmInspectError as exc:
-            print_error(str(exc))
+            print_error(as_flags(str(exc), getattr(exc, "fields", ())))
             sys.exit(exc.exit_code)
         except (KeyboardInterrupt, typer.Abort):
             print_error("interrupted")

@@ -64,7 +64,5 @@ def report(
                         now=now)
     emit(result, as_json=json_output, to_json=report_json,
          to_rich=lambda r: report_rich(r, depth=depth, top=top), output=target)
-    sections = {section.name: section.report for section in result.sections}
-    flops = sections.get("flops")
-    limits.enforce(params=result.params.total, macs=flops.macs if flops is not None else None,
-                   memory=sections.get("memory"))
+    limits.enforce(params=result.params.total, macs=result.flops.macs if result.flops is not None else None,
+                   memory=result.memory)

@@ -6,6 +6,8 @@ from typing import Any
 
 from lstm_inspect.analyses.report import FullReport
 from lstm_inspect.render.common import envelope
+from lstm_inspect.render.flops import flops_json, flops_rich
+from lstm_inspect.render.memory import memory_json, memory_rich
 from lstm_inspect.render.layers import layers_json
 from lstm_inspect.render.params import params_json, params_rich
 from lstm_inspect.render.structure import structure_json, structure_rich
@@ -27,13 +29,9 @@ def report_json(report: FullReport) -> dict[str, Any]:
         "params": _body(params_json(report.params)),
         "layers": layers_json(report.layers),
     }
-    notes = []
-    for section in report.sections:
-        body[section.name] = (_body(section.to_json(section.report))
-                              if section.report is not None and section.to_json is not None else None)
-        if section.note:
-            notes.append(f"{section.name}: {section.note}")
-    body["notes"] = notes
+    body["flops"] = _body(flops_json(report.flops)) if report.flops is not None else None
+    body["memory"] = _body(memory_json(report.memory)) if report.memory is not None else None
+    body["notes"] = list(report.notes)
     return envelope("report", report.model, body)
 
 
@@ -47,10 +45,14 @@ def report_rich(report: FullReport, *, depth: int | None = 2, top: int | None = 
     out.extend(structure_rich(report.structure, depth=depth))
     out.append(Rule("Task 2 · Parameters"))
     out.extend(params_rich(report.params, top=top))
-    for index, section in enumerate(report.sections, start=3):
-        out.append(Rule(f"Task {index} · {'FLOPs' if section.name == 'flops' else section.name.capitalize()}"))
-        if section.report is not None and section.to_rich is not None:
-            out.extend(section.to_rich(section.report))
-        if section.note:
-            out.append(Text(f"note: {section.note}", style="dim"))
+    out.append(Rule("Task 3 · FLOPs"))
+    if report.flops is not None:
+        out.extend(flops_rich(report.flops))
+    out.extend(Text(f"note: {note.removeprefix('flops: ')}", style="dim") for note in report.notes
+               if note.startswith("flops: "))
+    out.append(Rule("Task 4 · Memory"))
+    if report.memory is not None:
+        out.extend(memory_rich(report.memory))
+    out.extend(Text(f"note: {note.removeprefix('memory: ')}", style="dim") for note in report.notes
+               if note.startswith("memory: "))
     return out

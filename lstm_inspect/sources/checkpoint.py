@@ -87,10 +87,10 @@ def _torch_load(path: Path) -> Any:
                 "runs, and the class must be importable); or save model.state_dict() or .safetensors instead",
                 tuple(classes),
             ) from None
-        raise AnalysisFailed(f"--model {path}: not a readable PyTorch checkpoint ({_first_line(exc)})") from None
+        raise AnalysisFailed(f"--model {path}: not a readable PyTorch checkpoint ({first_line(exc, 160, sentence=True)})") from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError) as exc:
         raise AnalysisFailed(
-            f"--model {path}: not a readable PyTorch checkpoint, truncated or corrupt ({_first_line(exc)})"
+            f"--model {path}: not a readable PyTorch checkpoint, truncated or corrupt ({first_line(exc, 160, sentence=True)})"
         ) from None
 
 
@@ -124,10 +124,10 @@ def load_pickle_trusted(path: Path) -> Any:
                 raise
             return torch.load(path, map_location="cpu", weights_only=False)
     except (ImportError, AttributeError) as exc:
-        raise AnalysisFailed(f"--model {path}: the pickle needs a class that cannot be imported here ({_first_line(exc)}); "
+        raise AnalysisFailed(f"--model {path}: the pickle needs a class that cannot be imported here ({first_line(exc, 160, sentence=True)}); "
                              "run from the folder that holds its module, or save a state_dict") from None
     except Exception as exc:  # noqa: BLE001 - unpickling runs the file's code, which may fail in any way
-        raise AnalysisFailed(f"--model {path}: unpickling failed: {_first_line(exc)}") from None
+        raise AnalysisFailed(f"--model {path}: unpickling failed: {first_line(exc, 160, sentence=True)}") from None
     finally:
         if added and cwd in sys.path:
             sys.path.remove(cwd)
@@ -203,7 +203,7 @@ def read_safetensors_header(path: Path) -> dict[str, TensorInfo]:
     except AnalysisFailed:
         raise
     except (OSError, ValueError) as exc:
-        raise corrupt(_first_line(exc)) from None
+        raise corrupt(first_line(exc, 160, sentence=True)) from None
     if not isinstance(header, dict):
         raise corrupt("the header is not a JSON object")
     metadata = header.pop("__metadata__", None) or {}
@@ -235,6 +235,3 @@ def _strip_wrappers(infos: dict[str, TensorInfo]) -> dict[str, TensorInfo]:
             infos = {name[len(prefix):]: info for name, info in infos.items()}
     return infos
 
-
-def _first_line(exc: BaseException) -> str:
-    return first_line(exc).split(". ")[0][:160]  # torch's unpickling messages run on for sentences

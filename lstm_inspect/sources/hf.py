@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from lstm_inspect.errors import AnalysisFailed, InvalidInput
+from lstm_inspect.errors import AnalysisFailed, InvalidInput, first_line
 from lstm_inspect.offline import offline
 
 #: The config key through which a model directory names its own Python code.
@@ -45,9 +45,9 @@ def config_from_file(path: Path, data: dict[str, Any]) -> Any:
         try:
             return AutoConfig.for_model(model_type, **fields)
         except ValueError as exc:
-            raise InvalidInput(f"--model {path}: {str(exc).splitlines()[0][:200]}") from None
+            raise InvalidInput(f"--model {path}: {first_line(exc)}") from None
         except Exception as exc:  # noqa: BLE001 - a config class may reject values in its own way
-            raise AnalysisFailed(f"--model {path}: transformers could not read this config: {str(exc).splitlines()[0][:200]}") from None
+            raise AnalysisFailed(f"--model {path}: transformers could not read this config: {first_line(exc)}") from None
 
 
 def refuse_custom_code(path: Path, model_type: str, auto_map: Any) -> None:
@@ -107,7 +107,7 @@ def build_from_config(config: Any) -> Any:
                     return AutoModel.from_config(config, trust_remote_code=False)
         except Exception as exc:  # noqa: BLE001 - building a user's config may fail in any way
             raise AnalysisFailed(f"transformers could not build a {config.model_type} model from this config: "
-                                 f"{str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__}") from None
+                                 f"{first_line(exc)}") from None
 
 
 def describe_config(config: Any) -> dict[str, Any]:

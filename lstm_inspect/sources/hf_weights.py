@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from lstm_inspect.errors import AnalysisFailed, LstmInspectError
+from lstm_inspect.errors import AnalysisFailed, LstmInspectError, first_line
 
 if TYPE_CHECKING:
     from lstm_inspect.source import LoadedModel
@@ -126,7 +126,7 @@ def _shards(index: Path) -> list[str]:
         shards = sorted(set(str(v) for v in weight_map.values()))
     except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise AnalysisFailed(f"--model {index}: not a readable checkpoint index (needs a weight_map of tensor "
-                             f"name -> shard file): {str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__}") from None
+                             f"name -> shard file): {first_line(exc, 120)}") from None
     for shard in shards:
         if Path(shard).name != shard:
             raise AnalysisFailed(f"--model {index}: the index names a shard outside the directory: {shard!r}")
