@@ -24,30 +24,56 @@ if TYPE_CHECKING:
     import torch
     from torch import nn
 
-_INIT_FUNCTIONS = (
-    "uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
-    "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
-    "sparse_",
-)
+#: Tensor methods that only write initial values (what ``torch.nn.init`` calls underneath).
+_INIT_METHODS = frozenset({
+    "uniform_", "normal_", "fill_", "zero_", "erfinv_", "exponential_", "log_normal_", "cauchy_", "random_",
+    "bernoulli_", "geometric_",
+})
 
 
 @contextlib.contextmanager
 def skip_weight_init() -> Iterator[None]:
-    """Make ``torch.nn.init`` a no-op while modules are constructed (the values are never read)."""
-    from torch.nn import init
+    """Skip weight initialisation while modules are constructed (the values are never read).
 
-    saved = {name: getattr(init, name) for name in _INIT_FUNCTIONS if hasattr(init, name)}
-    try:
-        for name in saved:
-            setattr(init, name, _identity)
+    A ``TorchFunctionMode`` turns ``torch.nn.init`` functions and the in-place methods they call into
+    no-ops for this thread while the block runs; nothing global is patched. Random init on meta would
+    otherwise import ``torch._dynamo`` (about one more ``import torch``) for numbers nobody reads.
+    """
+    with _SkipInit():
         yield
-    finally:
-        for name, fn in saved.items():
-            setattr(init, name, fn)
 
 
-def _identity(tensor, *args, **kwargs):
-    return tensor
+def _skip_init_mode() -> type:
+    from torch.overrides import TorchFunctionMode
+
+    class SkipInit(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            import torch
+
+            kwargs = kwargs or {}
+            name = getattr(func, "__name__", "")
+            if name in _INIT_METHODS or getattr(func, "__module__", "") == "torch.nn.init":
+                target = args[0] if args else kwargs.get("tensor")
+                if isinstance(target, torch.Tensor):
+                    return target
+            return func(*args, **kwargs)
+
+    return SkipInit
+
+
+class _SkipInit:
+    """The mode, created on first use (``torch.overrides`` is imported only when a model is built)."""
+
+    _mode_class: type | None = None
+
+    def __enter__(self) -> None:
+        if _SkipInit._mode_class is None:
+            _SkipInit._mode_class = _skip_init_mode()
+        self._mode = _SkipInit._mode_class()
+        self._mode.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._mode.__exit__(*exc)
 
 
 def build_meta(spec: ModelSpec) -> "nn.Module":
@@ -79,15 +105,25 @@ def build_real(spec: ModelSpec, device: "torch.device", dtype: "torch.dtype | No
 @contextlib.contextmanager
 def fake_mode() -> Iterator[object]:
     """A FakeTensorMode that accepts real tensors (e.g. PackedSequence.batch_sizes) as inputs."""
-    import logging
-
     from torch._subclasses.fake_tensor import FakeTensorMode
 
-    # A fake op that fails (a shape too large for 64 bits, a user's model that breaks) is logged by
-    # torch with a full traceback on stderr before it is raised; we report it ourselves in one line.
-    logging.getLogger("torch._subclasses.fake_tensor").setLevel(logging.CRITICAL)
     with FakeTensorMode(allow_non_fake_inputs=True) as mode:
         yield mode
+
+
+@contextlib.contextmanager
+def quiet_fake_tensor_log() -> Iterator[None]:
+    """While the block runs, a fake op that fails (a shape too large for 64 bits, a user's model that breaks)
+    is not logged by torch with a full traceback on stderr before it is raised: we report it in one line."""
+    import logging
+
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def is_size_overflow(exc: BaseException) -> bool:

@@ -26,21 +26,22 @@ def fake_copy(loaded: "LoadedModel", *, shape_only_recurrent: bool = False) -> I
             and projected LSTM run one op per time step even on fake tensors (seconds for T=2048),
             while the shapes are known in closed form. Forward hooks still fire with real shapes.
     """
-    from lstm_inspect.building import fake_mode, to_fake
+    from lstm_inspect.building import fake_mode, quiet_fake_tensor_log, to_fake
 
     require_runnable(loaded)
     module = _meta_copy(loaded.module)
-    with fake_mode() as mode:
-        to_fake(module, mode)
-    if shape_only_recurrent:
-        import types
+    with quiet_fake_tensor_log():
+        with fake_mode() as mode:
+            to_fake(module, mode)
+        if shape_only_recurrent:
+            import types
 
-        from torch import nn
+            from torch import nn
 
-        for sub in module.modules():
-            if isinstance(sub, nn.RNNBase):
-                sub.forward = types.MethodType(_recurrent_shapes, sub)
-    yield module, mode
+            for sub in module.modules():
+                if isinstance(sub, nn.RNNBase):
+                    sub.forward = types.MethodType(_recurrent_shapes, sub)
+        yield module, mode
 
 
 @contextlib.contextmanager
