@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from lstm_inspect.analyses.layers import LayerReport, describe_layers
 from lstm_inspect.errors import AnalysisFailed, first_line
 from lstm_inspect.analyses.params import ParamReport, count_params
+from lstm_inspect.reporting import Rendered
 
 if TYPE_CHECKING:
     from lstm_inspect.source import LoadedModel
@@ -89,7 +90,7 @@ class PairComparison:
 
 
 @dataclass(frozen=True)
-class CompareReport:
+class CompareReport(Rendered):
     names: tuple[str, ...]
     models: tuple[dict[str, Any], ...]
     batch: int

@@ -23,6 +23,7 @@ from lstm_inspect.errors import AnalysisFailed, InvalidInput, first_line
 from lstm_inspect.hardware import DTYPE_BYTES, Accelerator
 from lstm_inspect.recurrence import GATES, Check, step_macs
 from lstm_inspect.thop_ops import Recorder, make_custom_ops
+from lstm_inspect.reporting import Rendered
 
 if TYPE_CHECKING:
     from torch import nn
@@ -125,7 +126,7 @@ class TimeEstimate:
 
 
 @dataclass(frozen=True)
-class FlopsReport:
+class FlopsReport(Rendered):
     model: dict[str, Any]
     batch_size: int
     seq_len: int
@@ -165,7 +166,7 @@ class GridCell:
 
 
 @dataclass(frozen=True)
-class FlopsGrid:
+class FlopsGrid(Rendered):
     model: dict[str, Any]
     batch_sizes: tuple[int, ...]
     seq_lens: tuple[int, ...]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from lstm_inspect.errors import AnalysisFailed, InvalidInput, first_line
+from lstm_inspect.reporting import Rendered
 
 if TYPE_CHECKING:
     import torch
@@ -82,7 +83,7 @@ class BudgetFit:
 
 
 @dataclass(frozen=True)
-class MemoryReport:
+class MemoryReport(Rendered):
     model: dict[str, Any]
     mode: str
     optimizer: str

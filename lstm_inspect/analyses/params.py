@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from lstm_inspect.analyses import classify, closed_form
 from lstm_inspect.recurrence import Check, parse_tensor_name
+from lstm_inspect.reporting import Rendered
 
 if TYPE_CHECKING:
     from lstm_inspect.analyses.layers import LayerReport
@@ -40,7 +41,7 @@ ClosedFormCheck = Check
 
 
 @dataclass(frozen=True)
-class ParamReport:
+class ParamReport(Rendered):
     model: dict[str, Any]
     total: int
     trainable: int

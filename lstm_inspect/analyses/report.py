@@ -15,6 +15,7 @@ from lstm_inspect.analyses.layers import LayerReport, describe_layers
 from lstm_inspect.analyses.params import ParamReport, count_params
 from lstm_inspect.analyses.structure import StructureReport, describe_structure
 from lstm_inspect.errors import AnalysisFailed, first_line
+from lstm_inspect.reporting import Rendered
 
 if TYPE_CHECKING:
     from lstm_inspect.analyses.flops import FlopsReport
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class FullReport:
+class FullReport(Rendered):
     model: dict[str, Any]
     generated_at: str                 # ISO-8601 UTC, seconds
     batch: int

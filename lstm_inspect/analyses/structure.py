@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from lstm_inspect.analyses.layers import output_head
 from lstm_inspect.analyses.params import tensor_rows
 from lstm_inspect.recurrence import GATE_ORDER, GATES, cell_kind, parse_tensor_name
+from lstm_inspect.reporting import Rendered
 
 if TYPE_CHECKING:
     from lstm_inspect.source import LoadedModel
@@ -58,7 +59,7 @@ class StructureNode:
 
 
 @dataclass(frozen=True)
-class StructureReport:
+class StructureReport(Rendered):
     model: dict[str, Any]
     batch: int
     seq: int
