@@ -20,166 +20,20 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from lstm_inspect.errors import AnalysisFailed, InvalidInput, first_line
-from lstm_inspect.hardware import DTYPE_BYTES, Accelerator
-from lstm_inspect.recurrence import GATES, Check, step_macs
+from lstm_inspect.hardware import Accelerator
+from lstm_inspect.analyses.flops_checks import closed_form_checks, expected_layers
+from lstm_inspect.analyses.flops_time import TRAINING_FACTOR, TimeEstimate, param_numels, time_estimate  # noqa: F401
+from lstm_inspect.recurrence import Check
 from lstm_inspect.thop_ops import Recorder, make_custom_ops
-from lstm_inspect.reporting import Rendered
+from lstm_inspect.analyses.flops_report import (  # noqa: F401  (the report types, re-exported)
+    FLOPS_CONVENTION, THOP_RAW_INCLUDES, TRAINING_RULE, ComponentRow, FlopsGrid, FlopsReport, GridCell, LayerCheck,
+    ModuleRow, PackedComparison,
+)
 
 if TYPE_CHECKING:
     from torch import nn
 
     from lstm_inspect.source import LoadedModel
-    from lstm_inspect.spec import ModelSpec
-
-#: Training step = forward + backward; backward ≈ 2× forward.
-TRAINING_FACTOR = 3
-
-FLOPS_CONVENTION = (
-    "MACs = multiply-accumulates of the matrix products (embedding lookup = 0); "
-    "FLOPs = 2·MACs + element-wise work per cell step and sequence: LSTM bias adds 8H, activations 5H, "
-    "cell update 4H; GRU bias 6H, activations 2H, n gate 3H, update 4H; RNN bias 2H, activation H; "
-    "Linear bias 1 per output element"
-)
-TRAINING_RULE = "training step ≈ 3 × forward (backward ≈ 2 × forward: gradients w.r.t. inputs and weights)"
-THOP_RAW_INCLUDES = (
-    "thop 0.1.1's stock hooks: its LSTM/GRU/RNN figure adds bias adds and element-wise ops to the products "
-    "and ignores proj_size (and on a real PackedSequence charges max(batch_sizes) × len(batch_sizes) steps); "
-    "its Linear figure is in_features per output element (= MACs, no bias); Embedding is not counted"
-)
-
-
-@dataclass(frozen=True)
-class ModuleRow:
-    name: str
-    type: str
-    macs: int
-    flops: int
-    calls: int
-    stock: bool = False      # counted by thop's stock hook (its own convention), not ours
-
-
-@dataclass(frozen=True)
-class ComponentRow:
-    component: str           # "embedding", "recurrent layer 0 · forward", "projection", "other"
-    module: str
-    macs: int
-    flops: int
-    cell_steps: int | None = None
-
-
-#: The closed-form check of one layer's MACs (kept under its old name for the Python API).
-LayerCheck = Check
-
-
-@dataclass(frozen=True)
-class PackedComparison:
-    lengths: tuple[int, ...]
-    padded_batch: int
-    padded_seq_len: int
-    packed_cell_steps: int
-    padded_cell_steps: int
-    packed_macs: int
-    packed_flops: int
-    padded_macs: int
-    padded_flops: int
-
-    @property
-    def waste_macs(self) -> int:
-        return self.padded_macs - self.packed_macs
-
-    @property
-    def waste_ratio(self) -> float:
-        return self.waste_macs / self.padded_macs if self.padded_macs else 0.0
-
-
-@dataclass(frozen=True)
-class TimeEstimate:
-    """Lower bound for one forward: max(FLOPs / peak, bytes / bandwidth). An estimate."""
-
-    hardware: str | None          # accelerator key, None for a bare --peak-tflops
-    hardware_name: str | None
-    dtype: str
-    peak_tflops: float
-    bandwidth_gbs: float | None
-    source: str | None
-    flops: int
-    weight_bytes: int
-    activation_bytes: int
-    compute_s: float
-    memory_s: float | None
-
-    @property
-    def bytes_moved(self) -> int:
-        return self.weight_bytes + self.activation_bytes
-
-    @property
-    def lower_bound_s(self) -> float:
-        return max(self.compute_s, self.memory_s or 0.0)
-
-    @property
-    def bound(self) -> str:
-        return "memory" if self.memory_s is not None and self.memory_s > self.compute_s else "compute"
-
-    @property
-    def training_compute_s(self) -> float:
-        return TRAINING_FACTOR * self.compute_s
-
-
-@dataclass(frozen=True)
-class FlopsReport(Rendered):
-    model: dict[str, Any]
-    batch_size: int
-    seq_len: int
-    macs: int
-    flops: int
-    modules: tuple[ModuleRow, ...]
-    components: tuple[ComponentRow, ...]
-    checks: tuple[LayerCheck, ...]
-    thop_raw: int
-    packed: PackedComparison | None
-    time: TimeEstimate | None
-    notes: tuple[str, ...]
-
-    @property
-    def elementwise_flops(self) -> int:
-        return self.flops - 2 * self.macs
-
-    @property
-    def training_macs(self) -> int:
-        return TRAINING_FACTOR * self.macs
-
-    @property
-    def training_flops(self) -> int:
-        return TRAINING_FACTOR * self.flops
-
-    @property
-    def checks_ok(self) -> bool:
-        return all(c.ok for c in self.checks)
-
-
-@dataclass(frozen=True)
-class GridCell:
-    batch_size: int
-    seq_len: int
-    macs: int
-    flops: int
-
-
-@dataclass(frozen=True)
-class FlopsGrid(Rendered):
-    model: dict[str, Any]
-    batch_sizes: tuple[int, ...]
-    seq_lens: tuple[int, ...]
-    cells: tuple[GridCell, ...]
-    notes: tuple[str, ...]
-
-    def cell(self, batch: int, seq: int) -> GridCell:
-        return next(c for c in self.cells if c.batch_size == batch and c.seq_len == seq)
-
-    @property
-    def max_macs(self) -> int:
-        return max(c.macs for c in self.cells)
-
 
 # --------------------------------------------------------------------------------------------
 # counting
@@ -319,27 +173,59 @@ def count_flops(
     with shape_copy(loaded) as (module, mode, device):
         if lengths is not None:
             batch = len(lengths)
-            count = _profile(module, _inputs(loaded, mode, device, batch, seq, lengths), loaded, "--lengths")
-            padded_inputs = _inputs(loaded, mode, device, batch, seq)
-            padded = _profile(module, padded_inputs, loaded, f"--lengths (padded to {batch} × {seq})")
-            packed = PackedComparison(
-                lengths=tuple(lengths), padded_batch=batch, padded_seq_len=seq,
-                packed_cell_steps=sum(lengths), padded_cell_steps=batch * seq,
-                packed_macs=count.macs, packed_flops=count.flops, padded_macs=padded.macs, padded_flops=padded.flops,
-            )
-            thop_raw = _stock_profile(module, padded_inputs)
+            count, packed, thop_raw = _count_packed(module, loaded, mode, device, seq, lengths)
             notes.append("thop's raw figure is for the padded batch: thop 0.1.1 on a real PackedSequence also "
                          "charges the recurrent stack the padded rectangle")
         else:
             inputs = _inputs(loaded, mode, device, batch, seq)
             count = _profile(module, inputs, loaded, f"--batch {batch} × --seq {seq}")
             thop_raw = _stock_profile(module, inputs)
-        params = _param_numels(module)
+        params = param_numels(module)
 
     recorder = count.recorder
-    modules = [ModuleRow(m.name, m.type, m.macs, 2 * m.macs + m.elementwise, m.calls)
-               for m in recorder.modules.values()]
-    modules += [ModuleRow(name, kind, macs, flops, 1, stock=True) for name, (kind, macs, flops) in count.stock.items()]
+    notes += _coverage_notes(loaded, count)
+    checks: tuple[Check, ...] = ()
+    expected = expected_layers(loaded)
+    if expected is not None:
+        steps = sum(lengths) if lengths is not None else batch * seq
+        checks = closed_form_checks(expected, recorder, steps, batch)
+    else:
+        notes.append("closed-form checks apply to the built-in model family only; this model is counted, not checked")
+    time = None
+    if accelerator is not None or peak_tflops is not None:
+        sequential = max(lengths) if lengths is not None else None
+        time = time_estimate(recorder, count.stock, count.flops, params, accelerator, peak_tflops, dtype, sequential)
+    return FlopsReport(
+        model=loaded.description, batch_size=batch, seq_len=seq, macs=count.macs, flops=count.flops,
+        modules=_module_rows(count), components=tuple(_components(recorder, count.stock)), checks=checks,
+        thop_raw=thop_raw, packed=packed, time=time, notes=tuple(notes),
+    )
+
+
+def _count_packed(module: "nn.Module", loaded: "LoadedModel", mode: Any, device: str, seq: int,
+                  lengths: Sequence[int]) -> tuple[_Count, PackedComparison, int]:
+    """The packed batch counted, next to the same sequences padded to ``seq``; thop's raw padded figure."""
+    batch = len(lengths)
+    count = _profile(module, _inputs(loaded, mode, device, batch, seq, lengths), loaded, "--lengths")
+    padded_inputs = _inputs(loaded, mode, device, batch, seq)
+    padded = _profile(module, padded_inputs, loaded, f"--lengths (padded to {batch} × {seq})")
+    packed = PackedComparison(
+        lengths=tuple(lengths), padded_batch=batch, padded_seq_len=seq,
+        packed_cell_steps=sum(lengths), padded_cell_steps=batch * seq,
+        packed_macs=count.macs, packed_flops=count.flops, padded_macs=padded.macs, padded_flops=padded.flops,
+    )
+    return count, packed, _stock_profile(module, padded_inputs)
+
+
+def _module_rows(count: _Count) -> tuple[ModuleRow, ...]:
+    rows = [ModuleRow(m.name, m.type, m.macs, 2 * m.macs + m.elementwise, m.calls) for m in count.recorder.modules.values()]
+    rows += [ModuleRow(name, kind, macs, flops, 1, stock=True) for name, (kind, macs, flops) in count.stock.items()]
+    return tuple(rows)
+
+
+def _coverage_notes(loaded: "LoadedModel", count: _Count) -> list[str]:
+    """What the count covers and what it does not."""
+    notes = []
     if count.stock:
         notes.append("modules outside LSTM/GRU/RNN/Linear/Embedding are counted by thop's stock hooks: a "
                      "convolution's figure as MACs, any other module's (norms, pooling, activations) as element-wise FLOPs")
@@ -347,23 +233,7 @@ def count_flops(
     if any("attention" in type(m).__name__.lower() for m in loaded.module.modules()):
         notes.append("attention score and context products (Q·Kᵀ, softmax·V) are functional calls, so they are NOT "
                      "in these counts: add about 2·layers·batch·seq²·hidden MACs for full self-attention")
-    components = _components(recorder, count.stock)
-    checks: tuple[LayerCheck, ...] = ()
-    expected = _expected_layers(loaded)
-    if expected is not None:
-        steps = sum(lengths) if lengths is not None else batch * seq
-        checks = _closed_form_checks(expected, recorder, steps, batch)
-    else:
-        notes.append("closed-form checks apply to the built-in model family only; this model is counted, not checked")
-    time = None
-    if accelerator is not None or peak_tflops is not None:
-        sequential = max(lengths) if lengths is not None else None
-        time = _time_estimate(count, params, accelerator, peak_tflops, dtype, sequential)
-    return FlopsReport(
-        model=loaded.description, batch_size=batch, seq_len=seq, macs=count.macs, flops=count.flops,
-        modules=tuple(modules), components=tuple(components), checks=checks, thop_raw=thop_raw,
-        packed=packed, time=time, notes=tuple(notes),
-    )
+    return notes
 
 
 def count_grid(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens: Sequence[int]) -> FlopsGrid:
@@ -406,111 +276,3 @@ def _components(recorder: Recorder, stock: dict[str, tuple[str, int, int]]) -> l
     return rows
 
 
-@dataclass(frozen=True)
-class _ExpectedLayer:
-    """One recurrent layer as the closed form sees it: where it runs and its widths."""
-
-    label: str
-    module: str      # the recurrent module's qualified name
-    layer: int       # the layer's index inside that module
-    cell: str
-    input_size: int
-    hidden: int
-    proj: int
-    directions: int
-
-
-def _expected_layers(loaded: "LoadedModel") -> tuple[list[_ExpectedLayer], tuple[str, int, int, bool] | None] | None:
-    """The recurrent layers and the head ``(module, in, out, every_step)`` of the built-in family or of a
-    model rebuilt from a checkpoint; None for any other model (counted, not checked)."""
-    spec = loaded.spec
-    if spec is not None:
-        layers = [_ExpectedLayer(f"recurrent layer {k}", spec.cell, k, spec.cell, spec.layer_input_dim(k),
-                                 spec.hidden_dim, spec.proj_size, spec.num_directions) for k in range(spec.num_layers)]
-        return layers, ("proj", spec.output_dim, spec.vocab_size, True)
-    from lstm_inspect.sources.layout import EVERY_STEP, Layout
-
-    layout = getattr(loaded.module, "layout", None)
-    if not isinstance(layout, Layout) or not layout.runnable:
-        return None
-    layers = []
-    for block in layout.blocks:
-        for k, shape in enumerate(block.layers):
-            module, index = (block.path, k) if block.uniform else (f"{block.path}.{k}", 0)
-            layers.append(_ExpectedLayer(f"recurrent layer {len(layers)}", module, index, block.cell, shape.input_size,
-                                         shape.hidden_size, shape.proj_size, block.num_directions))
-    head = layout.head
-    return layers, (None if head is None else (head.path, head.in_features, head.out_features,
-                                               layout.head_on == EVERY_STEP))
-
-
-def _closed_form_checks(expected: tuple[list[_ExpectedLayer], tuple[str, int, int, bool] | None], recorder: Recorder,
-                        steps: int, sequences: int) -> tuple[LayerCheck, ...]:
-    """Per recurrent layer (both directions) and the head: closed form next to the counted value."""
-    layers, head = expected
-    checks = []
-    for e in layers:
-        G, H, D, P, I = GATES[e.cell], e.hidden, e.directions, e.proj, e.input_size
-        Hr = P or H
-        per_step = step_macs(e.cell, H, I, P)
-        symbolic = ("D·N·(G·H·(I + H_r) + H_r·H)" if P else "D·N·G·H·(I + H_r)")
-        substituted = (f"{D}·{steps}·({G}·{H}·({I} + {Hr}) + {P}·{H})" if P
-                       else f"{D}·{steps}·{G}·{H}·({I} + {Hr})")
-        counted = sum(d.macs for d in recorder.directions.values() if d.module == e.module and d.layer == e.layer)
-        checks.append(LayerCheck(e.label, symbolic, substituted, D * steps * per_step, counted))
-    if head is not None:
-        name, width, out, every_step = head
-        rows = steps if every_step else sequences
-        module = recorder.modules.get(name)
-        symbol = "N" if every_step else "B"
-        checks.append(LayerCheck("projection" if every_step else "head (last step)", f"{symbol}·(D·H_r)·V",
-                                 f"{rows}·{width}·{out}", rows * width * out, module.macs if module else 0))
-    return tuple(checks)
-
-
-def _param_numels(module: "nn.Module") -> dict[str, list[tuple[str, int]]]:
-    """Module name -> [(parameter name, numel)] of its own parameters.
-
-    A tied tensor is listed under every module that holds it: the embedding's lookup and the
-    projection's product each read it.
-    """
-    out: dict[str, list[tuple[str, int]]] = {}
-    for mod_name, mod in module.named_modules(remove_duplicate=False):
-        for p_name, p in mod.named_parameters(recurse=False, remove_duplicate=False):
-            out.setdefault(mod_name, []).append((p_name, int(p.numel())))
-    return out
-
-
-_RE_READ = ("weight_hh", "weight_hr", "bias_hh")
-
-
-def _time_estimate(count: _Count, params: dict[str, list[tuple[str, int]]], accelerator: Accelerator | None,
-                   peak_tflops: float | None, dtype: str, sequential: int | None) -> TimeEstimate:
-    """Bytes: weights read (recurrent W_hh/W_hr/b_hh re-read every time step, an embedding reads only the
-    rows it looks up, the rest once) + activations (each module's outputs written once and read once)."""
-    size = DTYPE_BYTES[dtype]
-    weight_elems = 0
-    activation_elems = 0
-    for name, m in count.recorder.modules.items():
-        numels = params.get(name, [])
-        if m.type == "Embedding":
-            weight_elems += min(sum(n for _, n in numels), m.output_elements)
-        elif m.sequential_steps:
-            steps = sequential if sequential is not None else m.sequential_steps
-            weight_elems += sum(n * (steps if p.startswith(_RE_READ) else 1) for p, n in numels)
-        else:
-            weight_elems += sum(n for _, n in numels)
-        activation_elems += 2 * m.output_elements
-    for name in count.stock:
-        weight_elems += sum(n for _, n in params.get(name, []))
-    peak = peak_tflops if peak_tflops is not None else accelerator.peak(dtype)  # type: ignore[union-attr]
-    bandwidth = accelerator.bandwidth_gbs if accelerator is not None else None
-    weight_bytes, activation_bytes = weight_elems * size, activation_elems * size
-    compute_s = count.flops / (peak * 1e12)
-    memory_s = (weight_bytes + activation_bytes) / (bandwidth * 1e9) if bandwidth else None
-    return TimeEstimate(
-        hardware=accelerator.key if accelerator else None, hardware_name=accelerator.name if accelerator else None,
-        dtype=dtype, peak_tflops=peak, bandwidth_gbs=bandwidth, source=accelerator.source if accelerator else None,
-        flops=count.flops, weight_bytes=weight_bytes, activation_bytes=activation_bytes,
-        compute_s=compute_s, memory_s=memory_s,
-    )
