@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from lstm_inspect.analyses.flops import (
-    FLOPS_CONVENTION, THOP_RAW_INCLUDES, TRAINING_RULE, FlopsGrid, FlopsReport, TimeEstimate,
+from lstm_inspect.analyses.flops_report import (
+    FLOPS_CONVENTION, THOP_RAW_INCLUDES, TRAINING_RULE, FlopsGrid, FlopsReport,
 )
+from lstm_inspect.analyses.flops_time import TimeEstimate
 from lstm_inspect.render.common import envelope
 from lstm_inspect.units import grouped, human_bytes, human_count, percent
 
