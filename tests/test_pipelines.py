@@ -71,9 +71,10 @@ def test_report_piped_to_head_exits_141_under_pipefail():
 
 # ------------------------------------------------------------------------------ stdout full or closed
 
-@pytest.mark.parametrize("redirect, why", [(">/dev/full", "No space left on device"), (">&-", "stdout is closed")])
-def test_stdout_that_cannot_be_written_is_one_line_and_exit_3(redirect, why):
-    for argv in (["params", *TINY], ["params", *TINY, "--json"], ["--version"]):
+@pytest.mark.parametrize("redirect, why, tables", [(">/dev/full", "No space left on device", ["params", *TINY]),
+                                                   (">&-", "stdout is closed", ["params", *TINY, "--json"])])
+def test_stdout_that_cannot_be_written_is_one_line_and_exit_3(redirect, why, tables):
+    for argv in (tables, ["--version"]):
         done = _shell(f"{CLI} {_args(argv)} {redirect}")
         assert done.returncode == 3, (argv, done.stderr)
         assert done.stderr.strip().splitlines() == [f"error: cannot write the output to stdout: "
