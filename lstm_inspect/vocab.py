@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,10 +30,16 @@ def vocab_from_tokenizer(name_or_dir: str) -> TokenizerVocab:
     """
     if not name_or_dir or not name_or_dir.strip():
         raise InvalidInput("--tokenizer needs a directory or a cached model name, got an empty value")
+    from lstm_inspect.paths import directory_of_regular_files, stat_or_none
+
     path = Path(name_or_dir).expanduser()
-    looks_like_path = os.sep in name_or_dir or name_or_dir.startswith(".") or path.exists()
-    if looks_like_path and not path.is_dir():
+    where = f"--tokenizer {name_or_dir}"
+    info = stat_or_none(path, where)
+    looks_like_path = os.sep in name_or_dir or name_or_dir.startswith(".") or info is not None
+    if looks_like_path and (info is None or not stat.S_ISDIR(info.st_mode)):
         raise InvalidInput(f"--tokenizer {name_or_dir!r}: no such directory")
+    if looks_like_path:
+        directory_of_regular_files(path, where)  # transformers must not open a FIFO or a device in it
 
     try:
         with offline():

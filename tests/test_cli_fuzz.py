@@ -23,9 +23,13 @@ GROUP = typer.main.get_command(app)
 #: Options that print something other than a report and exit.
 SKIP = {"--help", "--install-completion", "--show-completion", "--version"}
 
+#: Values are kept where every run answers in seconds: a GRU/RNN runs step by step on the CPU, so
+#: ``--seq-lens 2048`` took 100 s and ``--budget 24GiB`` (a search over huge batches) 123 s. Those sizes are
+#: covered by the robustness table (huge models, huge grids); here the draw is bounded and derandomized, so
+#: the suite takes the same time on every run.
 VALUES = st.sampled_from([
     "1", "2", "3", "8", "16", "0", "-1", "-5", "abc", "1.5", "", "1,2", "1,2,4", "4,2,,1", "99999999999",
-    "2048", "lstm", "gru", "rnn", "cpu", "cuda", "auto", "float32", "bfloat16", "1G", "10M", "24GiB",
+    "64", "lstm", "gru", "rnn", "cpu", "cuda", "auto", "float32", "bfloat16", "1G", "10M", "64MiB",
     "/nonexistent/file.pt", "hf:nonexistent", "0.5", "1e9", "nan",
 ])
 
@@ -66,7 +70,8 @@ def argument_lists(draw):
     return args
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(argument_lists())
 def test_random_arguments_never_crash(args):
     with tempfile.TemporaryDirectory() as scratch, _inside(scratch):  # a random --output FILE lands here

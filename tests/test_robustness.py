@@ -43,6 +43,7 @@ class Case(NamedTuple):
     code: int | tuple          # expected exit code (a tuple: any of these)
     names: str                 # text the last line of stderr must contain on an error ("" on success)
     base: bool = True          # prepend BASE[command]
+    printed: bool = False      # the report is still printed on stdout before the error (no figure in it)
 
 
 CASES = [
@@ -140,7 +141,8 @@ CASES = [
          base=False),
     Case("memory", HUGE + ["--batch-sizes", "1", "--seq-lens", "4", "--method", "measure", "--device", "cpu"],
          3, "weights", base=False),
-    Case("memory", ["--batch-sizes", BIG, "--seq-lens", BIG, "--json"], 0, ""),     # estimate only: no allocation
+    # estimate only, nothing allocated; the one cell overflows torch's storage size: no figure, so exit 3
+    Case("memory", ["--batch-sizes", BIG, "--seq-lens", BIG, "--json"], 3, "1 of 1 cells failed", printed=True),
     Case("memory", ["--batch-sizes", str(2**31), "--seq-lens", "4"], 2, "--batch-sizes"),
     Case("memory", ["--seq-lens", "99999999999999999999"], 2, "--seq-lens"),
     Case("structure", ["--batch", "65536", "--seq", "65536", "--json"], 0, ""),
@@ -301,6 +303,58 @@ CASES = [
     Case("compare", ["hidden_dim=8", "hidden_dim=4", "--verbose=1"], 2, "--verbose"),
     Case("compare", ["hidden_dim=8", "hidden_dim=4", "--json=1"], 2, "--json"),
     Case("compare", ["hidden_dim=8", "hidden_dim=4", "--name-a", "", "--name-b", "", "--json"], 0, ""),
+    # ---- paths that are not regular files, cannot be looked up, or are unbounded (issue 13) ---------------
+    Case("params", ["--model", "{tmp}/fifo.json"], 2, "FIFO", base=False),             # would block forever
+    Case("params", ["--model", "{tmp}/fifo.pt"], 2, "FIFO", base=False),
+    Case("params", ["--model", "{tmp}/fifo.safetensors"], 2, "FIFO", base=False),
+    Case("params", ["--model", "{tmp}/zero.json"], 2, "character device", base=False),  # link to /dev/zero
+    Case("params", ["--model", "{tmp}/random.toml"], 2, "character device", base=False),  # link to /dev/urandom
+    Case("params", ["--model", "{tmp}/hf-fifo"], 2, "config.json", base=False),         # its config.json is a FIFO
+    Case("params", ["--model", "{tmp}/huge.json"], 3, "huge.json", base=False),         # past the spec size bound
+    Case("params", ["--model", "{tmp}/" + "m" * 300 + ".pt"], 2, "longer than", base=False),
+    Case("flops", ["--lengths", "{tmp}/fifo.txt"], 2, "--lengths"),
+    Case("flops", ["--lengths", "{tmp}/zero.txt"], 2, "--lengths"),
+    Case("memory", ["--lengths", "{tmp}/" + "l" * 300 + ".txt"], 2, "--lengths"),
+    Case("params", ["--tokenizer", "{tmp}/fifo-tokenizer"], 2, "--tokenizer", base=False),  # tokenizer.json a FIFO
+    Case("params", ["--output", "{tmp}/" + "o" * 300 + ".json"], 2, "--output"),
+    Case("params", ["--output", "{tmp}/" + "o" * 250 + ".json", "--json"], 0, ""),     # long, allowed: a short temp name
+    Case("params", ["--output", "{tmp}/newdir/"], 2, "--output"),                       # not a file named newdir
+    Case("report", ["--output", "{tmp}/newdir/"], 2, "--output"),
+    Case("params", ["--output", "/dev/full"], 3, "--output /dev/full"),                 # a real full device
+    Case("flops", ["--output", "/dev/null", "--json"], 0, ""),                          # a device: written in place
+    # permission: a folder without search permission on the way (run as an unprivileged user)
+    Case("params", ["--model", "{tmp}/noexec/tiny.pt"], 2, "permission denied", base=False),
+    Case("params", ["--model", "{tmp}/noexec/spec.json"], 2, "permission denied", base=False),
+    Case("flops", ["--lengths", "{tmp}/noexec/lengths.txt"], 2, "--lengths"),
+    Case("params", ["--tokenizer", "{tmp}/noexec/tokenizer"], 2, "--tokenizer", base=False),
+    Case("params", ["--output", "{tmp}/noexec/out.json"], 2, "--output"),
+    # ---- grids and widths are bounded -----------------------------------------------------------------
+    Case("flops", ["--batch-sizes", ",".join(map(str, range(1, 101))), "--seq-lens", ",".join(map(str, range(1, 101)))],
+         2, "--seq-lens"),
+    Case("memory", ["--batch-sizes", ",".join(map(str, range(1, 41))), "--seq-lens", ",".join(map(str, range(1, 41)))],
+         2, "--seq-lens"),
+    Case("report", ["--batch-sizes", ",".join(map(str, range(1, 41))), "--seq-lens", ",".join(map(str, range(1, 41)))],
+         2, "--seq-lens"),
+    # ---- a user's factory that exits, or raises a BaseException: the factory failed ----------------------
+    Case("params", ["--model", "robust_factories:exit0"], 3, "sys.exit(0)", base=False),
+    Case("params", ["--model", "robust_factories:exit_bye"], 3, "sys.exit('bye')", base=False),
+    Case("params", ["--model", "robust_factories:odd"], 3, "Odd", base=False),
+    Case("report", ["--model", "robust_factories:exit0"], 3, "the factory failed", base=False),
+    # ---- no figure: never exit 0, never a budget met ------------------------------------------------------
+    Case("memory", ["--model", "robust_factories:elsewhere", "--method", "estimate", "--json"], 3,
+         "20 of 20 cells failed", base=False, printed=True),
+    Case("memory", ["--model", "robust_factories:elsewhere", "--method", "measure", "--device", "cpu",
+                    "--batch-sizes", "1,2", "--seq-lens", "4", "--max-memory", "1KiB"], 3, "2 of 2 cells failed",
+         base=False, printed=True),
+    Case("report", ["--model", "robust_factories:elsewhere", "--batch-sizes", "1", "--seq-lens", "4",
+                    "--max-memory", "1KiB"], 3, "--max-memory", base=False, printed=True),
+    Case("flops", ["--model", "robust_factories:functional"], 3, "0 MACs", base=False, printed=True),
+    Case("flops", ["--model", "robust_factories:functional", "--max-macs", "1G"], 3, "--max-macs", base=False,
+         printed=True),
+    Case("flops", ["--model", "robust_factories:functional", "--batch-sizes", "1,2"], 3, "0 MACs", base=False,
+         printed=True),
+    Case("report", ["--model", "robust_factories:functional", "--batch-sizes", "1", "--seq-lens", "4",
+                    "--max-macs", "1G"], 3, "--max-macs", base=False, printed=True),
     # ---- the root ------------------------------------------------------------------------------------
     Case("params", ["--width", "5"], 2, "--width"),
     Case("params", ["--width", "abc"], 2, "--width"),
@@ -309,15 +363,69 @@ CASES = [
 ]
 
 
+FACTORIES = """
+import sys
+import torch
+from torch import nn
+def exit0():
+    sys.exit(0)
+def exit_bye():
+    raise SystemExit("bye")
+class Odd(BaseException):
+    pass
+def odd():
+    raise Odd("not an Exception")
+class Elsewhere(nn.Module):      # its forward mixes devices: every memory cell fails
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Linear(4, 3)
+        self.register_buffer("state", torch.zeros(3, device="meta"))
+    def forward(self, x):
+        return self.proj(torch.zeros(x.shape[0], x.shape[1], 4, device=x.device)) + self.state.to("meta")
+def elsewhere():
+    return Elsewhere()
+class Functional(nn.Module):     # multiplies by a parameter outside any module: invisible to module hooks
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(50, 8)
+        self.w = nn.Parameter(torch.zeros(8, 50))
+    def forward(self, x):
+        return self.embed(x) @ self.w
+def functional():
+    return Functional()
+"""
+
+
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    """Every file a case names, made once."""
+def files():
+    """Every file a case names, made once, in a folder an unprivileged user can reach (permission cases)."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
     import torch
 
     from lstm_inspect.model import RecurrentLanguageModel
     from lstm_inspect.spec import ModelSpec
 
-    tmp = tmp_path_factory.mktemp("robust")
+    tmp = Path(tempfile.mkdtemp(prefix="lstm-inspect-robust-"))
+    tmp.chmod(0o755)
+    (tmp / "robust_factories.py").write_text(FACTORIES, encoding="utf-8")
+    for name in ("fifo.json", "fifo.pt", "fifo.safetensors", "fifo.txt"):
+        os.mkfifo(tmp / name)
+    (tmp / "zero.json").symlink_to("/dev/zero")
+    (tmp / "zero.txt").symlink_to("/dev/zero")
+    (tmp / "random.toml").symlink_to("/dev/urandom")
+    (tmp / "hf-fifo").mkdir()
+    os.mkfifo(tmp / "hf-fifo" / "config.json")
+    (tmp / "fifo-tokenizer").mkdir()
+    os.mkfifo(tmp / "fifo-tokenizer" / "tokenizer.json")
+    with open(tmp / "huge.json", "wb") as handle:       # sparse: 17 MiB of spaces that take no disk
+        handle.truncate(17 * 2**20)
+    (tmp / "noexec").mkdir()
+    (tmp / "noexec" / "spec.json").write_text('{"hidden_dim": 8}', encoding="utf-8")
+    (tmp / "noexec" / "lengths.txt").write_text("5\n", encoding="utf-8")
+    (tmp / "noexec" / "tokenizer").mkdir()
     (tmp / "corrupt.pt").write_bytes(b"\x80\x02this is not a pickle or a zip archive" * 10)
     (tmp / "empty.pt").write_bytes(b"")
     (tmp / "corrupt.safetensors").write_bytes(b"\xff" * 64)
@@ -349,35 +457,92 @@ def files(tmp_path_factory):
     (tmp / "unreadable.pt").write_bytes((tmp / "tiny.pt").read_bytes())
     (tmp / "truncated.pt").write_bytes((tmp / "tiny.pt").read_bytes()[:200])
     (tmp / "unreadable.json").write_text('{"hidden_dim": 8}', encoding="utf-8")
+    (tmp / "noexec" / "tiny.pt").write_bytes((tmp / "tiny.pt").read_bytes())
     (tmp / "ro").mkdir()
     for name in ("unreadable.pt", "unreadable.json", "unreadable-lengths.txt"):
         (tmp / name).chmod(0)
-    (tmp / "ro").chmod(0o500)
+    (tmp / "ro").chmod(0o555)
+    (tmp / "noexec").chmod(0o666)       # readable, not searchable: stat() of anything in it fails
     yield tmp
     for name in ("unreadable.pt", "unreadable.json", "unreadable-lengths.txt"):
         (tmp / name).chmod(0o600)
     (tmp / "ro").chmod(0o700)
+    (tmp / "noexec").chmod(0o700)
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 #: Cases that rely on file permissions, which do not stop root.
-NEEDS_PERMISSIONS = ("unreadable", "/ro/")
+NEEDS_PERMISSIONS = ("unreadable", "/ro/", "/noexec/")
 
 
 def _id(case: Case) -> str:
     return f"{case.command} {' '.join(a if a else repr(a) for a in case.args)}"[:90]
 
 
+def unprivileged_prefix() -> list[str] | None:
+    """A command prefix that runs a program as an unprivileged user (nobody), or None where there is none."""
+    import pwd
+    import shutil
+
+    try:
+        pwd.getpwnam("nobody")
+    except KeyError:
+        return None
+    group = next((g for g in ("nogroup", "nobody") if _group_exists(g)), None)
+    if shutil.which("setpriv") and group:
+        return ["setpriv", "--reuid=nobody", f"--regid={group}", "--clear-groups"]
+    if shutil.which("runuser"):
+        return ["runuser", "-u", "nobody", "--"]
+    return None
+
+
+def _group_exists(name: str) -> bool:
+    import grp
+
+    try:
+        grp.getgrnam(name)
+        return True
+    except KeyError:
+        return False
+
+
+class _Result(NamedTuple):
+    exit_code: int
+    stdout: str
+    stderr: str
+    exception: BaseException | None = None
+
+
+def _run_unprivileged(prefix: list[str], argv: list[str], cwd) -> _Result:
+    """The CLI in a child process as nobody: root reads through chmod 000, nobody does not."""
+    import subprocess
+    import sys
+
+    home = cwd / "home-nobody"
+    home.mkdir(exist_ok=True)
+    home.chmod(0o777)
+    env = {**os.environ, "HOME": str(home), "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run([*prefix, sys.executable, "-m", "lstm_inspect", *argv], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=120)
+    return _Result(done.returncode, done.stdout, done.stderr)
+
+
 @pytest.mark.parametrize("case", CASES,
                          ids=[_id(c) if isinstance(c, Case) else _id(c.values[0]) for c in CASES])
 def test_bad_input(case: Case, files, monkeypatch) -> None:
+    import sys
+
     args = [a.replace("{tmp}", str(files)) for a in case.args]
+    as_nobody = None
     if any(marker in a for a in args for marker in NEEDS_PERMISSIONS) and os.geteuid() == 0:
-        # chmod 000 / 500 does not stop root (the tests run as root in CI containers): the file would be
-        # read or written normally, so the case tests nothing there.
-        pytest.skip("running as root: file permissions do not stop reads or writes")
+        # chmod does not stop root (CI containers run tests as root): such a case runs as nobody, in a child.
+        as_nobody = unprivileged_prefix()
+        if as_nobody is None:
+            pytest.skip("running as root and no unprivileged user to run as: permissions do not stop root")
     monkeypatch.chdir(files)  # a stray relative --output lands in the scratch folder, not the checkout
+    monkeypatch.setattr(sys, "path", list(sys.path))   # a factory case puts the folder on the import path
     argv = ([case.command] if case.command else []) + (BASE.get(case.command, []) if case.base else []) + args
-    result = runner.invoke(app, argv)
+    result = _run_unprivileged(as_nobody, argv, files) if as_nobody else runner.invoke(app, argv)
     codes = case.code if isinstance(case.code, tuple) else (case.code,)
     context = f"argv={argv}\nexit={result.exit_code}\nstdout={result.stdout[-300:]!r}\nstderr={result.stderr[-800:]}"
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, context
@@ -386,7 +551,7 @@ def test_bad_input(case: Case, files, monkeypatch) -> None:
     if result.exit_code == 0:
         assert result.stdout.strip(), context
         return
-    if result.exit_code != 1:  # a budget still prints its report; any other failure prints nothing
+    if result.exit_code != 1 and not case.printed:  # a budget still prints its report; other failures print nothing
         assert result.stdout == "", context
     last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ""
     assert last.startswith(("error: ", "budget exceeded: ")), context

@@ -78,10 +78,28 @@ def test_local_gpt2_config(tmp_path):
 
 
 def test_hf_source_never_touches_the_network(monkeypatch):
+    """Offline is forced for the call, and a socket guard fails the test on any connection attempt."""
     import os
+    import socket
 
+    attempts: list = []
+
+    def refuse(self, address, *args, **kwargs):
+        attempts.append(address)
+        raise AssertionError(f"network access attempted: {address!r}")
+
+    def refuse_create(address, *args, **kwargs):
+        attempts.append(address)
+        raise AssertionError(f"network access attempted: {address!r}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse_create)
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: refuse_create(a[0] if a else None))
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     loaded = resolve_source("hf:gpt2")
+    assert attempts == []
     assert loaded.description["config"]["num_hidden_layers"] == 12
     assert "HF_HUB_OFFLINE" not in os.environ   # forced only for the call, then restored
     assert all(p.device.type == "meta" for p in loaded.module.parameters())

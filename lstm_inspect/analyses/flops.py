@@ -35,6 +35,28 @@ if TYPE_CHECKING:
 
     from lstm_inspect.source import LoadedModel
 
+def nothing_counted(module: "nn.Module", macs: int) -> str | None:
+    """Why a count of 0 MACs is no answer, or None when 0 can be true.
+
+    A model with a weight matrix outside its embeddings multiplies by it; 0 MACs then means the forward
+    ran operations the module hooks cannot see (functional calls on parameters, closures), not that it
+    costs nothing. An embedding-only model (lookups) or one with only norms really has 0 MACs.
+    """
+    from torch import nn
+
+    if macs:
+        return None
+    for name, sub in module.named_modules():
+        if isinstance(sub, nn.Embedding):
+            continue
+        for pname, param in sub.named_parameters(recurse=False):
+            if param.dim() >= 2:
+                where = f"{name}.{pname}" if name else pname
+                return (f"counted 0 MACs, yet the model multiplies by {where} {list(param.shape)}: its forward runs "
+                        "operations that module hooks cannot see (functional calls), so there is no MACs figure")
+    return None
+
+
 # --------------------------------------------------------------------------------------------
 # counting
 

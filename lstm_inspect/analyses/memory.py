@@ -112,9 +112,37 @@ class MemoryReport(Rendered):
         return None
 
     @property
+    def complete(self) -> bool:
+        """Every cell of the grid ran and none failed (an ``oom`` cell is an answer, an ``error`` is not)."""
+        return (not self.interrupted and len(self.cells) == self.total_cells
+                and all(c.status != "error" for c in self.cells))
+
+    @property
+    def has_figures(self) -> bool:
+        """At least one cell has a figure (measured or estimated)."""
+        return any(c.bytes is not None for c in self.cells)
+
+    def failures(self, cells: Sequence[MemoryCell] | None = None) -> str:
+        """``'20 of 20 cells failed: <reason>'``, each distinct reason once, with how many cells gave it."""
+        cells = [c for c in (self.cells if cells is None else cells) if c.reason]
+        reasons = grouped_reasons(cells)
+        text = "; ".join(f"{reason} ({len(group)} cells)" if len(group) > 1 and len(reasons) > 1 else reason
+                         for reason, group in reasons.items())
+        return f"{len(cells)} of {self.total_cells} cells failed: {text}"
+
+    @property
     def max_error_ratio(self) -> float | None:
         ratios = [c.error_ratio for c in self.cells if c.error_ratio is not None]
         return max(ratios) if ratios else None
+
+
+def grouped_reasons(cells: Sequence[MemoryCell]) -> dict[str, list[MemoryCell]]:
+    """Cells by the reason they give, in grid order (a model that fails fails the same way in every cell)."""
+    groups: dict[str, list[MemoryCell]] = {}
+    for c in cells:
+        if c.reason:
+            groups.setdefault(c.reason, []).append(c)
+    return groups
 
 
 def check_choice(value: str, choices: Sequence[str], option: str) -> str:
@@ -382,8 +410,10 @@ def sweep_memory(
                 for seq in seq_lens:
                     if stop.is_set():
                         raise KeyboardInterrupt
-                    cell = (_too_big_for_host(batch, seq, estimator, guard)
-                            or _run_cell(batch, seq, estimator, real, step, device, loaded, lengths, opt_state, train))
+                    need = _host_estimate(batch, seq, guard)
+                    cell = (_too_big_for_host(batch, seq, need, estimator)
+                            or _run_cell(batch, seq, estimator, real, step, device, loaded, lengths, opt_state, train,
+                                         estimated=need if estimator is not None else None))
                     cells.append(cell)
                     if on_cell is not None:
                         on_cell(cell, len(cells), total)
@@ -448,10 +478,6 @@ def _warm_up(step, real, loaded, device, lengths, train) -> None:
             real.zero_grad(set_to_none=True)
 
 
-#: Cells whose int64 token ids alone take less than this are run without asking the estimate first.
-_GUARD_FROM_BYTES = 64 * 2**20
-
-
 def available_host_bytes() -> int | None:
     """The host memory the kernel says can still be allocated without swapping (Linux), else None."""
     try:
@@ -464,15 +490,24 @@ def available_host_bytes() -> int | None:
     return None
 
 
-def _too_big_for_host(batch, seq, estimator, guard) -> MemoryCell | None:
-    """An ``oom`` cell, not run, when the estimated increment exceeds the host's available memory."""
-    if guard is None or batch * seq * 8 < _GUARD_FROM_BYTES:
+def _host_estimate(batch, seq, guard) -> int | None:
+    """The estimated increment of a cell about to be measured on the CPU (None: no guard, or no estimate).
+
+    Every cell is checked, small ones too: a long sequence at batch 1 in train mode can need tens of GB.
+    """
+    if guard is None:
         return None
     try:
-        need = guard(batch, seq)
+        return guard(batch, seq)
     except KeyboardInterrupt:
         raise
     except Exception:  # no estimate: measure, as without the guard
+        return None
+
+
+def _too_big_for_host(batch, seq, need, estimator) -> MemoryCell | None:
+    """An ``oom`` cell, not run, when the estimated increment exceeds the host's available memory."""
+    if need is None:
         return None
     free = available_host_bytes()
     if free is None or need <= free:
@@ -484,12 +519,14 @@ def _too_big_for_host(batch, seq, estimator, guard) -> MemoryCell | None:
                       f"{human_bytes(free)} of host memory available")
 
 
-def _run_cell(batch, seq, estimator, real, step, device, loaded, lengths, opt_state, train) -> MemoryCell:
+def _run_cell(batch, seq, estimator, real, step, device, loaded, lengths, opt_state, train,
+              estimated: int | None = None) -> MemoryCell:
+    """Estimate and/or measure one cell (``estimated``: already known from the host guard)."""
     from lstm_inspect.analyses.memory_measure import is_out_of_memory, measure_increment, release
 
-    estimated = measured = None
+    measured = None
     status, reason = "ok", None
-    if estimator is not None:
+    if estimator is not None and estimated is None:
         try:
             estimated = estimator(batch, seq)
         except KeyboardInterrupt:

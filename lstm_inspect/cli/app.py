@@ -90,34 +90,56 @@ class LstmInspectGroup(TyperGroup):
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        from lstm_inspect.cli import streams
+
         argv = normalize_args(list(sys.argv[1:] if args is None else args))
         previous = warnings.showwarning
         warnings.showwarning = _show_warning
+        try:
+            with streams.guarded():
+                try:
+                    code = self._run(argv, prog_name, complete_var, **extra)
+                    sys.stdout.flush()  # what is still buffered fails here, not at the interpreter's exit
+                except streams.StdoutBroken:
+                    streams.silence_stdout()
+                    code = streams.EXIT_BROKEN_PIPE
+                except streams.OutputFailed as exc:
+                    streams.silence_stdout()
+                    print_error(str(exc))
+                    code = exc.exit_code
+        finally:
+            warnings.showwarning = previous
+        sys.exit(code)
+
+    def _run(self, argv: list[str], prog_name: str | None, complete_var: str | None, **extra: Any) -> int:
+        """Run the command; return its exit code (expected failures printed as one line)."""
+        from lstm_inspect.cli.streams import OutputFailed, StdoutBroken
+
         try:
             rv = super().main(args=argv, prog_name=prog_name or "lstm-inspect", complete_var=complete_var,
                               standalone_mode=False, **extra)
         except typer.TyperException as exc:  # Typer's usage errors (bad option, bad value...)
             if type(exc).__name__ == "NoArgsIsHelpError":
                 exc.show()  # no arguments: the help text, as with --help
-                sys.exit(0)
+                return 0
             message = exc.format_message()
             ctx = getattr(exc, "ctx", None)
             if ctx is not None and exc.exit_code == EXIT_USAGE:
                 message += f" (see '{ctx.command_path} --help')"
             print_error(message)
-            sys.exit(exc.exit_code)
+            return exc.exit_code
+        except (StdoutBroken, OutputFailed):
+            raise
         except BudgetExceeded as exc:
-            sys.stderr.write(f"budget exceeded: {exc}\n")
-            sys.exit(exc.exit_code)
+            sys.stderr.write(f"budget exceeded: {' '.join(str(exc).split())}\n")
+            return exc.exit_code
         except LstmInspectError as exc:
             print_error(as_flags(str(exc), getattr(exc, "fields", ())))
-            sys.exit(exc.exit_code)
+            return exc.exit_code
         except (KeyboardInterrupt, typer.Abort):
             print_error("interrupted")
-            sys.exit(EXIT_INTERRUPTED)
-        finally:
-            warnings.showwarning = previous
-        sys.exit(rv if isinstance(rv, int) else 0)
+            return EXIT_INTERRUPTED
+        return rv if isinstance(rv, int) else 0
 
 
 app = typer.Typer(
@@ -148,12 +170,11 @@ def _root(
         show_default=False)] = None,
 ) -> None:
     """What a recurrent language model costs before you train or ship it."""
-    if width is not None:
-        if not 20 <= width <= 10_000:
-            raise InvalidInput(f"--width must be between 20 and 10000 columns, got {width}")
-        from lstm_inspect.render import common
+    from lstm_inspect.render import common
 
-        common.set_default_width(width)
+    if width is not None and not common.MIN_WIDTH <= width <= common.MAX_WIDTH:
+        raise InvalidInput(f"--width must be between {common.MIN_WIDTH} and {common.MAX_WIDTH} columns, got {width}")
+    common.set_default_width(width)  # None too: a run in the same process does not inherit the last --width
 
 
 def main() -> None:

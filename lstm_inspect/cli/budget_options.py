@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Mapping, Optional
 
 import typer
 
@@ -45,18 +45,38 @@ class Limits:
         )
 
     def enforce(self, *, params: int | None = None, macs: int | None = None,
-                memory: "MemoryReport | None" = None) -> None:
-        """Check every budget that was given against the figures that exist; report all that failed."""
+                memory: "MemoryReport | None" = None, missing: Mapping[str, str] | None = None) -> None:
+        """Check every budget that was given; report all that failed.
+
+        A budget whose figure is missing (``None``; a memory cell without a figure) is never met: it
+        fails the run (exit 3) with the reason from ``missing`` (keys ``params``, ``macs``, ``memory``),
+        or is named beside the budgets that were exceeded (exit 1).
+        """
         from lstm_inspect.units import human_bytes, human_count
 
+        missing = dict(missing or {})
         budgets = []
-        if self.params is not None and params is not None:
-            budgets.append(Budget("--max-params", "parameters", self.params, params, human_count))
-        if self.macs is not None and macs is not None:
-            budgets.append(Budget("--max-macs", "MACs", self.macs, macs, lambda n: human_count(n, "MACs")))
-        if self.memory is not None and memory is not None:
-            worst = max((c for c in memory.cells if c.bytes is not None), key=lambda c: c.bytes, default=None)
-            if worst is not None:
-                budgets.append(Budget("--max-memory", f"memory increment of batch {worst.batch_size} × seq {worst.seq_len}",
-                                      self.memory, int(worst.bytes), human_bytes))
-        enforce(budgets)
+        unchecked = []
+        if self.params is not None:
+            if params is None:
+                unchecked.append(f"--max-params: {missing.get('params', 'no parameter count')}")
+            else:
+                budgets.append(Budget("--max-params", "parameters", self.params, params, human_count))
+        if self.macs is not None:
+            if macs is None:
+                unchecked.append(f"--max-macs: {missing.get('macs', 'no MACs figure')}")
+            else:
+                budgets.append(Budget("--max-macs", "MACs", self.macs, macs, lambda n: human_count(n, "MACs")))
+        if self.memory is not None:
+            if memory is None:
+                unchecked.append(f"--max-memory: {missing.get('memory', 'no memory figure')}")
+            else:
+                worst = max((c for c in memory.cells if c.bytes is not None), key=lambda c: c.bytes, default=None)
+                if worst is not None:
+                    budgets.append(Budget("--max-memory",
+                                          f"memory increment of batch {worst.batch_size} × seq {worst.seq_len}",
+                                          self.memory, int(worst.bytes), human_bytes))
+                lacking = [c for c in memory.cells if c.bytes is None]
+                if lacking or worst is None:
+                    unchecked.append(f"--max-memory: {memory.failures(lacking)}")
+        enforce(budgets, unchecked)

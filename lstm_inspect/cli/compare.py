@@ -8,13 +8,14 @@ from typing import Annotated, List, Optional
 import typer
 
 from lstm_inspect.cli.app import app
-from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, OutputFile, TrustPickle, check_sample
+from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, OutputFile, TrustPickle, check_sample, user_code_quiet
 from lstm_inspect.cli.output import emit
 from lstm_inspect.errors import InvalidInput
 
 
 
 @app.command()
+@user_code_quiet
 def compare(
     sources: Annotated[List[str], typer.Argument(
         help="Two or more model sources (as --model takes them: builtin, key=value overrides, a checkpoint, "

@@ -9,10 +9,11 @@ import typer
 from lstm_inspect.cli.app import app
 from lstm_inspect.cli.budget_options import Limits, MaxMacs
 from lstm_inspect.cli.options import (
-    OUTPUT_PANEL, JsonFlag, OutputFile, ModelOptions, check_positive, model_options, parse_int_list, parse_lengths,
+    MAX_FLOPS_CELLS, OUTPUT_PANEL, JsonFlag, OutputFile, ModelOptions, check_grid, check_positive, model_options,
+    parse_int_list, parse_lengths,
 )
 from lstm_inspect.cli.output import emit
-from lstm_inspect.errors import InvalidInput
+from lstm_inspect.errors import AnalysisFailed, InvalidInput
 
 INPUT_PANEL = "Input"
 HARDWARE_PANEL = "Time estimate"
@@ -75,10 +76,12 @@ def flops(
               for b in parse_int_list(batch_sizes if batch_sizes is not None else DEFAULT_BATCH_SIZES, "--batch-sizes")]
         ss = [check_positive(s, "--seq-lens", maximum=MAX_SIZE)
               for s in parse_int_list(seq_lens if seq_lens is not None else DEFAULT_SEQ_LENS, "--seq-lens")]
+        check_grid(bs, ss, MAX_FLOPS_CELLS)
         from lstm_inspect.analyses.flops import count_grid
         from lstm_inspect.render.flops import grid_json, grid_rich
 
-        grid = count_grid(model_opts.load(), bs, ss)
+        loaded = model_opts.load()
+        grid = count_grid(loaded, bs, ss)
         emit(grid, as_json=json_output, to_json=grid_json, to_rich=grid_rich, output=output)
         actual = grid.max_macs
     else:
@@ -99,8 +102,14 @@ def flops(
         from lstm_inspect.analyses.flops import count_flops
         from lstm_inspect.render.flops import flops_json, flops_rich
 
-        report = count_flops(model_opts.load(), batch=batch, seq=seq, lengths=lens, accelerator=accelerator,
+        loaded = model_opts.load()
+        report = count_flops(loaded, batch=batch, seq=seq, lengths=lens, accelerator=accelerator,
                              peak_tflops=peak_tflops, dtype=dtype)
         emit(report, as_json=json_output, to_json=flops_json, to_rich=flops_rich, output=output)
         actual = report.macs
-    limits.enforce(macs=actual)
+    from lstm_inspect.analyses.flops import nothing_counted
+
+    empty = nothing_counted(loaded.module, actual)
+    limits.enforce(macs=None if empty else actual, missing={"macs": empty or ""})
+    if empty:  # "0 MACs" is not a figure CI may pass on
+        raise AnalysisFailed(empty)

@@ -9,9 +9,11 @@ import typer
 
 from lstm_inspect.cli.app import app
 from lstm_inspect.cli.budget_options import Limits, MaxMemory
-from lstm_inspect.cli.options import JsonFlag, ModelOptions, OutputFile, model_options, parse_grid_axis, parse_lengths
+from lstm_inspect.cli.options import (
+    MAX_MEMORY_CELLS, JsonFlag, ModelOptions, OutputFile, check_grid, model_options, parse_grid_axis, parse_lengths,
+)
 from lstm_inspect.cli.output import emit
-from lstm_inspect.errors import EXIT_INTERRUPTED, InvalidInput
+from lstm_inspect.errors import EXIT_INTERRUPTED, AnalysisFailed, InvalidInput
 
 SWEEP_PANEL = "Sweep"
 #: Beyond these a grid value is a typo (the estimate would still answer; the measurement could not).
@@ -54,6 +56,7 @@ def memory(
     method = check_choice(method, ("auto", *METHODS), "--method")
     batches = parse_grid_axis(batch_sizes, "--batch-sizes")
     seqs = parse_grid_axis(seq_lens, "--seq-lens")
+    check_grid(batches, seqs, MAX_MEMORY_CELLS)
     packed = parse_lengths(lengths) if lengths is not None else None
     from lstm_inspect.quantity import parse_bytes
 
@@ -79,7 +82,10 @@ def memory(
     if report.interrupted:
         sys.stderr.write(f"interrupted: {len(report.cells)} of {report.total_cells} cells finished (shown above)\n")
         raise typer.Exit(EXIT_INTERRUPTED)
+    if report.cells and not report.has_figures:  # CI must not pass on a table of errors
+        raise AnalysisFailed(report.failures())
     limits.enforce(memory=report)
+
 
 class _progress:
     """A Rich progress bar on stderr while the sweep runs, only when stderr is a terminal."""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
 
 import typer
 
-from lstm_inspect.errors import InvalidInput
+from lstm_inspect.errors import InvalidInput, LstmInspectError
 
 if TYPE_CHECKING:
     from lstm_inspect.source import LoadedModel
@@ -18,8 +18,9 @@ if TYPE_CHECKING:
 MODEL_PANEL = "Model"
 OUTPUT_PANEL = "Output"
 
-OutputFile = Annotated[Optional[Path], typer.Option(
-    "--output", help="Also save the JSON report to this file (written atomically).",
+OutputFile = Annotated[Optional[str], typer.Option(
+    "--output", help="Also save the JSON report to this file (a regular file is replaced atomically; a device "
+                     "or FIFO is written in place).",
     rich_help_panel=OUTPUT_PANEL, show_default=False)]
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.",
@@ -125,6 +126,23 @@ _MODEL_PARAMS = [
 ]
 
 
+def user_code_quiet(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a command with ``print`` sent to stderr (a factory or a model's forward may print); the
+    report itself is written to the real stdout (:func:`lstm_inspect.cli.streams.results`). Cache
+    variables that name a file are refused first (torch and transformers would fail deep inside)."""
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from lstm_inspect.cli.streams import user_code_prints_to_stderr
+        from lstm_inspect.paths import check_cache_variables
+
+        check_cache_variables()
+        with user_code_prints_to_stderr():
+            return func(*args, **kwargs)
+
+    return run
+
+
 def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """Give a command every model flag; the command receives them as ``model_opts: ModelOptions``."""
     own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "model_opts"]
@@ -132,6 +150,7 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
               for name, annotation, default in _MODEL_PARAMS]
 
     @functools.wraps(func)
+    @user_code_quiet
     def wrapper(**kwargs: Any) -> Any:
         opts = ModelOptions(**{name: kwargs.pop(name) for name, _, _ in _MODEL_PARAMS})
         return func(model_opts=opts, **kwargs)
@@ -171,6 +190,20 @@ def parse_grid_axis(text: str, option: str, *, maximum: int = 2**31 - 1) -> list
     return values
 
 
+#: Most cells a grid may have: a flops cell costs about a millisecond, a memory cell (estimated, or measured)
+#: tens of milliseconds to seconds; beyond these a grid is a typo that would run for minutes to hours.
+MAX_FLOPS_CELLS = 4096
+MAX_MEMORY_CELLS = 1024
+
+
+def check_grid(batch_sizes: list[int], seq_lens: list[int], maximum: int) -> None:
+    """At most ``maximum`` cells in a batch × seq grid."""
+    cells = len(batch_sizes) * len(seq_lens)
+    if cells > maximum:
+        raise InvalidInput(f"--batch-sizes × --seq-lens make {len(batch_sizes):,} × {len(seq_lens):,} = {cells:,} cells; "
+                           f"at most {maximum:,} (split the sweep into several runs)")
+
+
 #: Largest --batch / --seq of a sample input (analyses past it are refused as too large to trace anyway).
 MAX_TRACE = 2**31 - 1
 
@@ -190,22 +223,24 @@ def check_positive(value: int, option: str, *, maximum: int | None = None) -> in
 
 
 MAX_LENGTHS = 1_000_000
+#: A file of MAX_LENGTHS lengths with comments fits easily.
+LENGTHS_FILE_LIMIT = 64 * 2**20
 
 
 def parse_lengths(text: str, option: str = "--lengths") -> list[int]:
     """Sequence lengths for a packed batch: ``'32,17,5'`` or a file with one length per line."""
-    from pathlib import Path
-
     raw = str(text).strip()
     if raw and not raw.replace(",", "").replace(" ", "").isdigit():
-        path = Path(raw).expanduser()
-        if not path.is_file():
+        from lstm_inspect.paths import existing, read_text_bounded
+
+        info = existing(Path(raw).expanduser(), f"{option} {raw}", allow_dir=False)
+        if info is None:
             raise InvalidInput(f"{option} needs comma-separated integers (e.g. 32,17,5) or a file of one length per line; "
                                f"{raw!r} is neither")
         try:
-            content = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InvalidInput(f"{option}: cannot read {raw!r}: {exc.__class__.__name__}") from None
+            content = read_text_bounded(Path(raw).expanduser(), LENGTHS_FILE_LIMIT, f"{option} {raw}")
+        except LstmInspectError as exc:  # whatever stops the file being read, it is the option that is wrong
+            raise InvalidInput(str(exc)) from None
         lines = [line.strip() for line in content.splitlines() if line.strip() and not line.strip().startswith("#")]
         if not lines:
             raise InvalidInput(f"{option}: {raw!r} holds no lengths (one integer per line)")

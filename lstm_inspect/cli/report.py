@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -11,7 +10,8 @@ import typer
 from lstm_inspect.cli.app import app
 from lstm_inspect.cli.budget_options import Limits, MaxMacs, MaxMemory, MaxParams
 from lstm_inspect.cli.options import (
-    OUTPUT_PANEL, JsonFlag, ModelOptions, check_positive, check_sample, model_options, parse_grid_axis,
+    MAX_MEMORY_CELLS, OUTPUT_PANEL, JsonFlag, ModelOptions, check_grid, check_positive, check_sample, model_options,
+    parse_grid_axis,
 )
 from lstm_inspect.cli.output import emit
 from lstm_inspect.errors import InvalidInput
@@ -52,17 +52,21 @@ def report(
     limits = Limits.parse(max_params=max_params, max_macs=max_macs, max_memory=max_memory)
     sizes = parse_grid_axis(batch_sizes, "--batch-sizes")
     lens = parse_grid_axis(seq_lens, "--seq-lens")
+    check_grid(sizes, lens, MAX_MEMORY_CELLS)
     now = _dt.datetime.now(_dt.timezone.utc)
-    target = None
-    if output is not None:
-        if not output.strip():
-            raise InvalidInput("--output needs a file or a directory, got an empty value")
-        target = Path(output).expanduser()
-        if target.is_dir():
-            target = target / f"lstm-inspect-report-{now.strftime('%Y%m%dT%H%M%SZ')}.json"
-    result = run_report(model_opts.load(), batch=batch, seq=seq, batch_sizes=sizes, seq_lens=lens, device=device,
+    if output is not None and not output.strip():
+        raise InvalidInput("--output needs a file or a directory, got an empty value")
+    loaded = model_opts.load()
+    result = run_report(loaded, batch=batch, seq=seq, batch_sizes=sizes, seq_lens=lens, device=device,
                         now=now)
     emit(result, as_json=json_output, to_json=report_json,
-         to_rich=lambda r: report_rich(r, depth=depth, top=top), output=target)
-    limits.enforce(params=result.params.total, macs=result.flops.macs if result.flops is not None else None,
-                   memory=result.memory)
+         to_rich=lambda r: report_rich(r, depth=depth, top=top), output=output,
+         default_name=f"lstm-inspect-report-{now.strftime('%Y%m%dT%H%M%SZ')}.json")
+    from lstm_inspect.analyses.flops import nothing_counted
+
+    flops_note = next((n.removeprefix("flops: ") for n in result.notes if n.startswith("flops: ")), "")
+    memory_note = next((n.removeprefix("memory: ") for n in result.notes if n.startswith("memory: ")), "")
+    flops = result.flops
+    empty = nothing_counted(loaded.module, flops.macs) if flops is not None else None
+    limits.enforce(params=result.params.total, macs=flops.macs if flops is not None and not empty else None,
+                   memory=result.memory, missing={"macs": empty or flops_note, "memory": memory_note})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any
 
@@ -24,31 +25,55 @@ def envelope(command: str, model: dict[str, Any] | None, body: dict[str, Any]) -
     return doc
 
 
-def dumps(doc: dict[str, Any]) -> str:
-    return json.dumps(doc, indent=2, ensure_ascii=False)
+#: A lone surrogate: what Python makes of a file name that is not valid UTF-8 (``b"\\xff.pt"``).
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def dumps(doc: dict[str, Any], *, ascii_only: bool = False) -> str:
+    """The JSON text of ``doc``: UTF-8 characters as they are (``\\uXXXX`` escapes with ``ascii_only``),
+    and a lone surrogate always as its escape, so the document is valid UTF-8 whatever names it holds."""
+    text = json.dumps(doc, indent=2, ensure_ascii=ascii_only)
+    return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if not ascii_only else text
 
 
 _default_width: int | None = None
+#: The widths a table or tree may take (``--width`` is checked against these; ``COLUMNS`` is clamped).
+MIN_WIDTH, MAX_WIDTH = 20, 10_000
 
 
 def set_default_width(width: int | None) -> None:
     """The ``--width`` the user gave; None = the terminal's (or COLUMNS, or 80 when not a terminal)."""
-    global _default_width
+    global _default_width, _clamp_told
     _default_width = width
+    _clamp_told = False
 
 
-def make_console(*, stderr: bool = False, width: int | None = None):
-    """A Rich console on stdout (results) or stderr (notes, progress).
+def make_console(*, stderr: bool = False, width: int | None = None, file: Any = None):
+    """A Rich console on stdout (results) or stderr (notes, progress), or on ``file``.
 
-    Rich drops colour and styling when the stream is not a terminal; NO_COLOR is honoured too.
+    Rich drops colour and styling when the stream is not a terminal; NO_COLOR is honoured too. A width
+    taken from the terminal or ``COLUMNS`` is kept within [MIN_WIDTH, MAX_WIDTH] (``COLUMNS=99999999``
+    would otherwise print rules and tables for minutes).
     """
     from rich.console import Console
 
-    stream = sys.stderr if stderr else sys.stdout
+    stream = file if file is not None else sys.stderr if stderr else sys.stdout
     plain = bool(os.environ.get("NO_COLOR"))
     extra = {"color_system": None} if plain else {}  # NO_COLOR: no escape codes at all, bold included
-    return Console(file=stream, width=width or _default_width, highlight=False, soft_wrap=False,
-                   no_color=plain or None, **extra)
+    console = Console(file=stream, width=width or _default_width, highlight=False, soft_wrap=False,
+                      no_color=plain or None, **extra)
+    if width is None and _default_width is None and not MIN_WIDTH <= console.width <= MAX_WIDTH:
+        clamped = min(max(console.width, MIN_WIDTH), MAX_WIDTH)
+        global _clamp_told
+        if not _clamp_told:
+            _clamp_told = True
+            sys.stderr.write(f"warning: a width of {console.width} columns (the terminal's or COLUMNS) is outside "
+                             f"{MIN_WIDTH}..{MAX_WIDTH}; using {clamped} (or give --width)\n")
+        console.width = clamped
+    return console
+
+
+_clamp_told = False
 
 
 def shape_text(shape: Any) -> str:

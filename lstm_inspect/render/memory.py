@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from lstm_inspect.analyses.memory import MemoryCell, MemoryReport
+from lstm_inspect.analyses.memory import MemoryCell, MemoryReport, grouped_reasons
 from lstm_inspect.render.common import envelope
 from lstm_inspect.units import human_bytes, mib
 
@@ -26,7 +26,7 @@ def memory_json(report: MemoryReport) -> dict[str, Any]:
         "weights_bytes": report.weights_bytes,
         "optimizer_state_bytes": report.optimizer_state_bytes,
         "cells": [_cell_json(c) for c in report.cells],
-        "complete": not report.interrupted and len(report.cells) == report.total_cells,
+        "complete": report.complete,
         "interrupted": report.interrupted,
         "max_error_ratio": report.max_error_ratio,
     }
@@ -99,9 +99,11 @@ def memory_rich(report: MemoryReport) -> list:
     out.append(Text(footer, style="dim"))
     if both and report.max_error_ratio is not None:
         out.append(Text(f"largest estimate error: {100 * report.max_error_ratio:.1f}%", style="dim"))
-    for c in report.cells:
-        if c.reason:
-            out.append(Text(f"{c.batch_size} × {c.seq_len}: {c.reason}", style="yellow"))
+    for reason, cells in grouped_reasons(report.cells).items():   # each reason once, not once per cell
+        where = ", ".join(f"{c.batch_size} × {c.seq_len}" for c in cells[:4])
+        if len(cells) > 4:
+            where += f" and {len(cells) - 4} more"
+        out.append(Text(f"{where}: {reason}", style="yellow"))
     if report.interrupted:
         out.append(Text(f"interrupted: {len(report.cells)} of {report.total_cells} cells finished", style="bold yellow"))
     for note in report.notes:

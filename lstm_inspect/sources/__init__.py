@@ -21,10 +21,13 @@ architecture) is a failed analysis (exit 3).
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from pathlib import Path
 from typing import Any, Mapping
 
 from lstm_inspect.errors import InvalidInput
+from lstm_inspect.paths import existing
 from lstm_inspect.source import LoadedModel, describe_spec, load_builtin, token_batch_input
 from lstm_inspect.spec import ModelSpec
 
@@ -81,22 +84,24 @@ def _resolve(text: str, overrides: dict[str, Any], trust_pickle: bool) -> Loaded
         _refuse_overrides(overrides, raw, "a transformers config")
         return _load_hf_type(raw[3:].strip())
     path = Path(raw).expanduser()
-    if kv.looks_like_overrides(raw) and not path.exists():
+    # One look at the path (a FIFO or a device is refused here, before anything opens it).
+    info = _look_up(path, raw, kv.looks_like_overrides(raw) or factory.looks_like_factory(raw))
+    if kv.looks_like_overrides(raw) and info is None:
         spec = kv.spec_from_overrides(raw)
         spec = ModelSpec.from_mapping(overrides, base=spec) if overrides else spec
         loaded = load_builtin(spec)
         loaded.description["overrides"] = raw
         return loaded
-    if path.is_dir():
+    if info is not None and stat.S_ISDIR(info.st_mode):
         config = path / "config.json"
-        if not config.is_file():
+        if existing(config, f"--model {raw}: config.json", allow_dir=False) is None:
             raise InvalidInput(f"--model {raw}: a directory must hold a transformers config.json")
         _refuse_overrides(overrides, raw, "a transformers config")
         from lstm_inspect.sources.hf_weights import find_weights, load_directory
 
         weights = find_weights(path)
         return _load_hf_file(config) if weights is None else load_directory(path, weights)
-    if path.exists():
+    if info is not None:
         suffix = path.suffix.lower()
         if suffix in SPEC_SUFFIXES:
             from lstm_inspect.sources.config_file import read_mapping, spec_from_file
@@ -125,6 +130,19 @@ def _resolve(text: str, overrides: dict[str, Any], trust_pickle: bool) -> Loaded
     raise InvalidInput(
         f"--model {raw!r}: not a file, not key=value overrides, not hf:<model_type>, not package.module:factory"
     )
+
+
+def _look_up(path: Path, raw: str, may_be_text: bool) -> "os.stat_result | None":
+    """The file or directory ``raw`` names (None: nothing there). A regular file or a directory; anything
+    else (a FIFO, a device), or a path that cannot be looked up, is an input error. Text that reads as
+    overrides or a factory is not a path when it cannot be looked up (``hidden_dim=8,...`` may be longer
+    than a file name can be)."""
+    try:
+        return existing(path, f"--model {raw}")
+    except InvalidInput:
+        if may_be_text and os.sep not in raw:
+            return None
+        raise
 
 
 def _refuse_overrides(overrides: Mapping[str, Any], raw: str, what: str, allowed: tuple[str, ...] = ()) -> None:

@@ -12,10 +12,10 @@ from lstm_inspect.spec import ModelSpec
 
 def read_mapping(path: Path) -> dict[str, Any]:
     """The top-level table of a ``.json`` or ``.toml`` file (a corrupt file is an unreadable model: exit 3)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AnalysisFailed(f"--model {path}: cannot read the file ({exc.__class__.__name__})") from None
+    from lstm_inspect.paths import SPEC_LIMIT, read_text_bounded
+
+    # Bounded, and never blocking: a link to /dev/zero or a FIFO named .json is refused, not read.
+    text = read_text_bounded(path, SPEC_LIMIT, f"--model {path}")
     try:
         if path.suffix.lower() == ".toml":
             try:

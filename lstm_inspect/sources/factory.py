@@ -44,7 +44,9 @@ def load_factory(text: str) -> tuple[Any, Callable[..., tuple] | None]:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
         raise InvalidInput(f"--model {text}: cannot import {module_name!r} ({exc})") from None
-    except Exception as exc:  # noqa: BLE001 - importing user code may fail in any way
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - importing user code may fail in any way, sys.exit() included
         raise AnalysisFailed(f"--model {text}: importing {module_name!r} failed: {_first_line(exc)}") from None
     for part in attr_path.split("."):
         if not hasattr(target, part):
@@ -53,13 +55,15 @@ def load_factory(text: str) -> tuple[Any, Callable[..., tuple] | None]:
     if not callable(target):
         raise InvalidInput(f"--model {text}: {attr_path!r} is not callable")
     try:
-        with skip_weight_init(), torch.device("meta"):
-            model = target()
-    except Exception:  # noqa: BLE001 - the factory may need real tensors; build it normally instead
         try:
+            with skip_weight_init(), torch.device("meta"):
+                model = target()
+        except Exception:  # noqa: BLE001 - the factory may need real tensors; build it normally instead
             model = target()
-        except Exception as exc:  # noqa: BLE001
-            raise AnalysisFailed(f"--model {text}: the factory raised {_first_line(exc)}") from None
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - sys.exit() or a BaseException subclass: the factory failed
+        raise AnalysisFailed(f"--model {text}: the factory failed: {_first_line(exc)}") from None
     if not isinstance(model, nn.Module):
         raise AnalysisFailed(f"--model {text}: the factory returned a {type(model).__name__}, not a torch.nn.Module")
     return model, sample_input_of(model, target, text)
@@ -84,4 +88,6 @@ def _as_tuple(sample: Callable[..., Any]) -> Callable[..., tuple]:
 
 
 def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"it called sys.exit({exc.code!r})"
     return f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__
