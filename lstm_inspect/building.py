@@ -102,6 +102,35 @@ def build_real(spec: ModelSpec, device: "torch.device", dtype: "torch.dtype | No
         raise AnalysisFailed(f"could not build the model on {device}: {first_line(exc)}") from None
 
 
+def materialize(module: "nn.Module", device: "torch.device", dtype: "torch.dtype") -> "nn.Module":
+    """A copy of ``module`` with real weights on ``device`` at ``dtype`` (the caller's module is left as it is).
+
+    Meta tensors get storage and small random values (uninitialised memory could hold denormals, which slow
+    CPU kernels down many times).
+    """
+    import copy
+
+    import torch
+
+    from lstm_inspect.tracing import meta_copy
+
+    try:
+        if any(t.is_meta for t in list(module.parameters()) + list(module.buffers())):
+            real = meta_copy(module, dtype).to_empty(device=device)
+            with torch.no_grad():
+                for t in list(real.parameters()) + list(real.buffers()):
+                    if t.is_floating_point():
+                        t.uniform_(-0.05, 0.05)
+                    else:
+                        t.zero_()
+            return real
+        return copy.deepcopy(module).to(device=device, dtype=dtype)
+    except torch.OutOfMemoryError as exc:
+        raise AnalysisFailed(f"the model's weights do not fit on {device}: {first_line(exc)}") from None
+    except RuntimeError as exc:
+        raise AnalysisFailed(f"could not put the model's weights on {device}: {first_line(exc)}") from None
+
+
 @contextlib.contextmanager
 def fake_mode() -> Iterator[object]:
     """A FakeTensorMode that accepts real tensors (e.g. PackedSequence.batch_sizes) as inputs."""

@@ -41,6 +41,8 @@ def as_flags(message: str, fields: tuple[str, ...]) -> str:
     import re
 
     for name in sorted(fields, key=len, reverse=True):
+        if name.startswith("-"):   # already a flag
+            continue
         message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", "--" + name.replace("_", "-"), message)
     return message
 

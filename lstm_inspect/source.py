@@ -36,6 +36,12 @@ class LoadedModel:
     def name(self) -> str:
         return str(self.description.get("name", "model"))
 
+    def inputs(self, batch: int, seq: int, device: Any = "cpu", lengths: Sequence[int] | None = None) -> tuple:
+        """The forward's arguments for a ``batch`` × ``seq`` sample (a packed batch with ``lengths``)."""
+        if lengths is None:
+            return self.sample_input(batch, seq, device)
+        return self.sample_input(batch, seq, device, lengths=list(lengths))
+
 
 def token_batch_input(spec: ModelSpec | None) -> Callable[..., tuple]:
     """Token ids of shape [batch, seq] (or [seq, batch] when the spec is not batch_first).

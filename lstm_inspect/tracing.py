@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from lstm_inspect.errors import AnalysisFailed, first_line
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from lstm_inspect.source import LoadedModel
@@ -29,7 +30,7 @@ def fake_copy(loaded: "LoadedModel", *, shape_only_recurrent: bool = False) -> I
     from lstm_inspect.building import fake_mode, quiet_fake_tensor_log, to_fake
 
     require_runnable(loaded)
-    module = _meta_copy(loaded.module)
+    module = meta_copy(loaded.module)
     with quiet_fake_tensor_log():
         with fake_mode() as mode:
             to_fake(module, mode)
@@ -59,7 +60,7 @@ def shape_copy(loaded: "LoadedModel") -> Iterator[tuple["nn.Module", Any, str]]:
     from torch import nn
 
     require_runnable(loaded)
-    module = _meta_copy(loaded.module)
+    module = meta_copy(loaded.module)
     leaves = [m for m in module.modules() if not list(m.children())]
     if all(isinstance(m, _closed_form_leaves()) for m in leaves):
         for sub in leaves:
@@ -117,19 +118,21 @@ def _recurrent_shapes(self, input, hx=None):
     return output, h_n
 
 
-def _meta_copy(module: "nn.Module") -> "nn.Module":
-    """A deep copy whose parameters and buffers are on meta: a model loaded with real weights
-    (a checkpoint) is copied without copying its storage."""
+def meta_copy(module: "nn.Module", dtype: "torch.dtype | None" = None) -> "nn.Module":
+    """A deep copy whose parameters and buffers are on meta (floating ones at ``dtype`` when given): a
+    model loaded with real weights (a checkpoint) is copied without copying its storage; tied tensors
+    stay tied through the memo."""
     import torch
     from torch import nn
 
     memo: dict[int, Any] = {}
     for tensor in list(module.parameters()) + list(module.buffers()):
-        if id(tensor) in memo or tensor.device.type == "meta":
+        if id(tensor) in memo or (tensor.device.type == "meta" and dtype is None):
             continue
         empty = torch.empty_like(tensor, device="meta")
         memo[id(tensor)] = nn.Parameter(empty, requires_grad=tensor.requires_grad) if isinstance(tensor, nn.Parameter) else empty
-    return copy.deepcopy(module, memo)
+    clone = copy.deepcopy(module, memo)
+    return clone.to(dtype=dtype) if dtype is not None else clone
 
 
 def shape_of(value: Any) -> Any:

@@ -232,7 +232,7 @@ def test_a_factory_that_prints_leaves_stdout_to_the_json(tmp_path, monkeypatch):
 
 def test_every_cpu_cell_is_checked_against_host_memory(monkeypatch):
     """Small cells too (issue 13: a 50,000-token training step at batch 1 asked for 10 GB)."""
-    import lstm_inspect.analyses.memory as memory
+    import lstm_inspect.cli.sweep_policy as memory
 
     monkeypatch.setattr(memory, "available_host_bytes", lambda: 1024)
     result = CliRunner().invoke(app, ["memory", *TINY, "--batch-sizes", "1", "--seq-lens", "4,8", "--method", "both",

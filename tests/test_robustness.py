@@ -563,7 +563,7 @@ def test_a_cpu_measurement_too_large_for_the_host_is_not_run() -> None:
     import json
     import time
 
-    from lstm_inspect.analyses.memory import available_host_bytes
+    from lstm_inspect.cli.sweep_policy import available_host_bytes
 
     if available_host_bytes() is None:
         pytest.skip("no /proc/meminfo: the guard is off and the real allocation would be attempted")

@@ -8,7 +8,7 @@ from torch._subclasses.fake_tensor import FakeTensor
 from lstm_inspect.building import build_real
 from lstm_inspect.source import LoadedModel, token_batch_input
 from lstm_inspect.spec import ModelSpec
-from lstm_inspect.tracing import _meta_copy, fake_copy
+from lstm_inspect.tracing import fake_copy, meta_copy as _meta_copy
 
 
 def _real_loaded(spec):

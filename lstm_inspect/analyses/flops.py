@@ -141,9 +141,7 @@ def _inputs(loaded: "LoadedModel", mode: Any, device: str, batch: int, seq: int,
 
     try:
         with mode:
-            if lengths is None:
-                return loaded.sample_input(batch, seq, device)
-            return loaded.sample_input(batch, seq, device, lengths=list(lengths))
+            return loaded.inputs(batch, seq, device, lengths)
     except RuntimeError as exc:
         if is_size_overflow(exc):
             raise too_large(f"batch {batch} × seq {seq}", exc, ("batch", "seq")) from None

@@ -48,12 +48,12 @@ def memory(
     """Memory increment of one forward (or training step) over a batch × seq grid: measured and/or estimated."""
     from lstm_inspect.analyses.memory import DTYPES, METHODS, MODES, OPTIMIZERS, check_choice
 
-    mode = check_choice(mode, MODES, "--mode")
-    optimizer = check_choice(optimizer, OPTIMIZERS, "--optimizer")
+    mode = check_choice(mode, MODES, "mode")
+    optimizer = check_choice(optimizer, OPTIMIZERS, "optimizer")
     if optimizer != "none" and mode != "train":
         raise InvalidInput(f"--optimizer {optimizer} applies to --mode train only")
-    dtype = check_choice(dtype, DTYPES, "--dtype")
-    method = check_choice(method, ("auto", *METHODS), "--method")
+    dtype = check_choice(dtype, DTYPES, "dtype")
+    method = check_choice(method, ("auto", *METHODS), "method")
     batches = parse_grid_axis(batch_sizes, "--batch-sizes")
     seqs = parse_grid_axis(seq_lens, "--seq-lens")
     check_grid(batches, seqs, MAX_MEMORY_CELLS)
@@ -72,12 +72,16 @@ def memory(
     from lstm_inspect.building import resolve_device
     from lstm_inspect.render.memory import memory_json, memory_rich
 
+    from lstm_inspect.cli import sweep_policy
+
     target = resolve_device(device)
     if method == "auto":
         method = "both" if target.type == "cuda" else "estimate"
-    with _progress() as on_cell:
+    guarded = target.type == "cpu" and sweep_policy.available_host_bytes() is not None
+    with _progress() as on_cell, sweep_policy.interruptible() as stop:
         report = sweep_memory(loaded, batch_sizes=batches, seq_lens=seqs, method=method, mode=mode, optimizer=optimizer,
-                              dtype=dtype, device=target, lengths=packed, budget_bytes=budget_bytes, on_cell=on_cell)
+                              dtype=dtype, device=target, lengths=packed, budget_bytes=budget_bytes, on_cell=on_cell,
+                              should_stop=stop.is_set, admit=sweep_policy.host_admit if guarded else None)
     emit(report, as_json=json_output, to_json=memory_json, to_rich=memory_rich, output=output)
     if report.interrupted:
         sys.stderr.write(f"interrupted: {len(report.cells)} of {report.total_cells} cells finished (shown above)\n")
