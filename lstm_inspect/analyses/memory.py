@@ -59,8 +59,7 @@ def sweep_memory(
     Args:
         loaded: any model; its forward's arguments come from ``loaded.inputs``.
         batch_sizes, seq_lens: the grid. With ``lengths`` it is the one packed batch ``len × max(lengths)``.
-        method: ``measure``, ``estimate`` or ``both``; mode: ``infer`` or ``train``; optimizer: ``none``,
-            ``sgd`` or ``adam`` (train only); dtype: ``float32``, ``float16`` or ``bfloat16``.
+        method: measure/estimate/both; mode: infer/train; optimizer: none/sgd/adam; dtype: float32/16, bfloat16.
         device: where to measure (estimates always run on fake tensors).
         budget_bytes: also find per seq length the largest batch whose weights + estimate fit.
         on_cell: called after each finished cell with ``(cell, done, total)`` (progress bars).
