@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from lstm_inspect.errors import InvalidInput
+from lstm_inspect.grid import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS
 
 if TYPE_CHECKING:
     import torch
@@ -24,9 +25,6 @@ if TYPE_CHECKING:
     from lstm_inspect.analyses.structure import StructureReport
     from lstm_inspect.source import LoadedModel
 
-#: Source document 000's grid: the default of ``memory`` and ``report`` (and of a ``flops`` grid).
-DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 2, 4, 8, 16)
-DEFAULT_SEQ_LENS: tuple[int, ...] = (32, 64, 128, 256)
 
 
 @dataclass(frozen=True)

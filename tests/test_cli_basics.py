@@ -99,3 +99,33 @@ def test_cuda_request_without_cuda_warns_and_falls_back(recwarn):
         if bad:
             with pytest.raises(InvalidInput, match="--device must be"):
                 resolve_device(bad)
+
+
+def test_a_flag_given_with_its_default_value_still_overrides_the_model_source():
+    """None means "not given": --hidden-dim 768 is seen even though 768 is the default."""
+    import json
+
+    base = ["params", "--json", "--model", "hidden_dim=512,embed_dim=8,vocab_size=10"]
+    for hidden in ("768", "769"):
+        result = runner.invoke(app, [*base, "--hidden-dim", hidden])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.stdout)["model"]["spec"]["hidden_dim"] == int(hidden)
+    untouched = runner.invoke(app, base)
+    assert json.loads(untouched.stdout)["model"]["spec"]["hidden_dim"] == 512
+
+
+def test_every_model_spec_field_has_exactly_one_flag():
+    import dataclasses
+
+    from lstm_inspect.cli.options import _SPEC_FLAGS
+    from lstm_inspect.spec import ModelSpec
+
+    assert set(_SPEC_FLAGS) == {f.name for f in dataclasses.fields(ModelSpec)}
+
+
+def test_every_grid_takes_the_same_axis_rules():
+    for command in ("flops", "memory", "report"):
+        repeated = runner.invoke(app, [command, "--batch-sizes", "2,2", "--seq-lens", "4"])
+        assert repeated.exit_code == 2 and "repeats a value" in repeated.stderr, (command, repeated.output)
+        huge = runner.invoke(app, [command, "--batch-sizes", "1", "--seq-lens", str(2**31)])
+        assert huge.exit_code == 2 and "at most 2,147,483,647" in huge.stderr, (command, huge.output)

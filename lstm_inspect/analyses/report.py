@@ -15,6 +15,7 @@ from lstm_inspect.analyses.layers import LayerReport, describe_layers
 from lstm_inspect.analyses.params import ParamReport, count_params
 from lstm_inspect.analyses.structure import StructureReport, describe_structure
 from lstm_inspect.errors import AnalysisFailed, first_line
+from lstm_inspect.grid import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS
 from lstm_inspect.reporting import Rendered
 
 if TYPE_CHECKING:
@@ -37,8 +38,8 @@ class FullReport(Rendered):
     notes: tuple[str, ...] = ()       # "flops: counting FLOPs failed: ..."
 
 
-def run_report(loaded: "LoadedModel", *, batch: int = 1, seq: int = 32, batch_sizes: Sequence[int] = (1, 2, 4, 8, 16),
-               seq_lens: Sequence[int] = (32, 64, 128, 256), device: str = "auto",
+def run_report(loaded: "LoadedModel", *, batch: int = 1, seq: int = 32, batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+               seq_lens: Sequence[int] = DEFAULT_SEQ_LENS, device: str = "auto",
                now: _dt.datetime | None = None) -> FullReport:
     """Everything about ``loaded`` in one go.
 

@@ -9,17 +9,14 @@ import typer
 from lstm_inspect.cli.app import app
 from lstm_inspect.cli.budget_options import Limits, MaxMacs
 from lstm_inspect.cli.options import (
-    MAX_FLOPS_CELLS, OUTPUT_PANEL, JsonFlag, OutputFile, ModelOptions, check_grid, check_positive, model_options,
-    parse_int_list, parse_lengths,
+    DEFAULT_BATCH_SIZES_TEXT, DEFAULT_SEQ_LENS_TEXT, MAX_FLOPS_CELLS, JsonFlag, OutputFile, ModelOptions, check_grid,
+    check_positive, model_options, parse_grid_axis, parse_lengths,
 )
 from lstm_inspect.cli.output import emit
 from lstm_inspect.errors import AnalysisFailed, InvalidInput
 
 INPUT_PANEL = "Input"
 HARDWARE_PANEL = "Time estimate"
-#: Source document 000's grid.
-DEFAULT_BATCH_SIZES = "1,2,4,8,16"
-DEFAULT_SEQ_LENS = "32,64,128,256"
 MAX_SIZE = 1 << 24
 
 
@@ -34,10 +31,10 @@ def flops(
                                                "or max(--lengths)).", rich_help_panel=INPUT_PANEL,
                                                show_default=False)] = None,
     batch_sizes: Annotated[Optional[str], typer.Option("--batch-sizes", help="Grid: batch sizes, e.g. 1,2,4 "
-                                                       f"(default in a grid: {DEFAULT_BATCH_SIZES}).",
+                                                       f"(default in a grid: {DEFAULT_BATCH_SIZES_TEXT}).",
                                                        rich_help_panel=INPUT_PANEL, show_default=False)] = None,
     seq_lens: Annotated[Optional[str], typer.Option("--seq-lens", help="Grid: sequence lengths, e.g. 32,64 "
-                                                    f"(default in a grid: {DEFAULT_SEQ_LENS}).",
+                                                    f"(default in a grid: {DEFAULT_SEQ_LENS_TEXT}).",
                                                     rich_help_panel=INPUT_PANEL, show_default=False)] = None,
     lengths: Annotated[Optional[str], typer.Option("--lengths", help="Packed batch: one length per sequence "
                                                    "(32,17,5) or a file with one per line; compared with padding.",
@@ -72,10 +69,8 @@ def flops(
                                "(they are for the detailed view)")
         if accelerator is not None or peak_tflops is not None:
             raise InvalidInput("--hardware/--peak-tflops apply to the detailed view; drop --batch-sizes/--seq-lens")
-        bs = [check_positive(b, "--batch-sizes", maximum=MAX_SIZE)
-              for b in parse_int_list(batch_sizes if batch_sizes is not None else DEFAULT_BATCH_SIZES, "--batch-sizes")]
-        ss = [check_positive(s, "--seq-lens", maximum=MAX_SIZE)
-              for s in parse_int_list(seq_lens if seq_lens is not None else DEFAULT_SEQ_LENS, "--seq-lens")]
+        bs = parse_grid_axis(batch_sizes if batch_sizes is not None else DEFAULT_BATCH_SIZES_TEXT, "--batch-sizes")
+        ss = parse_grid_axis(seq_lens if seq_lens is not None else DEFAULT_SEQ_LENS_TEXT, "--seq-lens")
         check_grid(bs, ss, MAX_FLOPS_CELLS)
         from lstm_inspect.analyses.flops import count_grid
         from lstm_inspect.render.flops import grid_json, grid_rich

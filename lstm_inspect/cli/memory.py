@@ -10,6 +10,7 @@ import typer
 from lstm_inspect.cli.app import app
 from lstm_inspect.cli.budget_options import Limits, MaxMemory
 from lstm_inspect.cli.options import (
+    DEFAULT_BATCH_SIZES_TEXT, DEFAULT_SEQ_LENS_TEXT,
     MAX_MEMORY_CELLS, JsonFlag, ModelOptions, OutputFile, check_grid, model_options, parse_grid_axis, parse_lengths,
 )
 from lstm_inspect.cli.output import emit
@@ -28,8 +29,8 @@ def _opt(*names: str, help: str, **kwargs):
 def memory(
     *,
     model_opts: ModelOptions,
-    batch_sizes: Annotated[str, _opt("--batch-sizes", help="Batch sizes (rows), e.g. 1,2,4,8,16.")] = "1,2,4,8,16",
-    seq_lens: Annotated[str, _opt("--seq-lens", help="Sequence lengths (columns), e.g. 32,64,128,256.")] = "32,64,128,256",
+    batch_sizes: Annotated[str, _opt("--batch-sizes", help="Batch sizes (rows), e.g. 1,2,4,8,16.")] = DEFAULT_BATCH_SIZES_TEXT,
+    seq_lens: Annotated[str, _opt("--seq-lens", help="Sequence lengths (columns), e.g. 32,64,128,256.")] = DEFAULT_SEQ_LENS_TEXT,
     lengths: Annotated[Optional[str], _opt("--lengths", help="One packed batch of these sequence lengths (32,17,5 or a "
                                            "file of one length per line) instead of the grid.", show_default=False)] = None,
     method: Annotated[str, _opt("--method", help="measure, estimate (fake tensors, nothing allocated) or both. Default "

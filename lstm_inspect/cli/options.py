@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from pathlib import Path
 import inspect
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Callable, Optional
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Callable, Mapping, Optional
 
 import typer
 
 from lstm_inspect.errors import InvalidInput, LstmInspectError
+from lstm_inspect.grid import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS, MAX_AXIS_VALUE, as_text
 
 if TYPE_CHECKING:
     from lstm_inspect.source import LoadedModel
+    from lstm_inspect.spec import ModelSpec
 
 MODEL_PANEL = "Model"
 OUTPUT_PANEL = "Output"
+
+#: The grid options' defaults as the command line writes them.
+DEFAULT_BATCH_SIZES_TEXT = as_text(DEFAULT_BATCH_SIZES)
+DEFAULT_SEQ_LENS_TEXT = as_text(DEFAULT_SEQ_LENS)
 
 OutputFile = Annotated[Optional[str], typer.Option(
     "--output", help="Also save the JSON report to this file (a regular file is replaced atomically; a device "
@@ -38,45 +45,24 @@ TrustPickle = Annotated[bool, _opt(
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """The model-building flags as the user gave them (None = not given)."""
+    """The model-building flags as the user gave them: only the given ones, by ModelSpec field name."""
 
-    cell: str = "lstm"
-    vocab_size: int | None = None
-    embed_dim: int = 768
-    hidden_dim: int = 768
-    num_layers: int = 2
-    bidirectional: bool = False
-    proj_size: int = 0
-    no_bias: bool = False
-    dropout: float = 0.0
-    batch_first: bool = True
-    tie_weights: bool = False
+    given: Mapping[str, Any] = field(default_factory=dict)
     tokenizer: str | None = None
     model: str | None = None
     trust_pickle: bool = False
 
-    def spec(self):
+    def spec(self) -> "ModelSpec":
         """The validated ModelSpec these flags describe (resolving ``--tokenizer`` for the vocabulary)."""
-        from lstm_inspect.spec import DEFAULT_VOCAB_SIZE, ModelSpec
+        from lstm_inspect.spec import ModelSpec
 
-        vocab = self.vocab_size if self.vocab_size is not None else DEFAULT_VOCAB_SIZE
-        if self.tokenizer is not None:
-            if self.vocab_size is not None:
-                raise InvalidInput("give --vocab-size or --tokenizer, not both")
-            from lstm_inspect.vocab import vocab_from_tokenizer
-
-            vocab = vocab_from_tokenizer(self.tokenizer).vocab_size
-        return ModelSpec(
-            cell=self.cell.strip().lower(), vocab_size=vocab, embed_dim=self.embed_dim, hidden_dim=self.hidden_dim,
-            num_layers=self.num_layers, bidirectional=self.bidirectional, proj_size=self.proj_size,
-            bias=not self.no_bias, dropout=self.dropout, batch_first=self.batch_first, tie_weights=self.tie_weights,
-        )
+        return ModelSpec.from_mapping(self.changed_fields())
 
     def load(self) -> "LoadedModel":
         """The model these flags describe, on meta (nothing allocated).
 
-        With ``--model SOURCE`` the source decides; the other model flags that differ from their
-        defaults are passed to it as overrides (see :func:`lstm_inspect.sources.resolve_source`).
+        With ``--model SOURCE`` the source decides; the model flags given beside it are passed to it as
+        overrides (see :func:`lstm_inspect.sources.resolve_source`).
         """
         if self.model is not None:
             from lstm_inspect.sources import resolve_source
@@ -87,33 +73,53 @@ class ModelOptions:
         return load_builtin(self.spec(), vocab_from=self.tokenizer)
 
     def changed_fields(self) -> dict[str, Any]:
-        """Spec fields whose flags differ from their defaults (a flag given with its default value is not seen)."""
-        defaults = ModelOptions()
-        changed: dict[str, Any] = {}
-        for name in ("cell", "vocab_size", "embed_dim", "hidden_dim", "num_layers", "bidirectional", "proj_size",
-                     "dropout", "batch_first", "tie_weights"):
-            if getattr(self, name) != getattr(defaults, name):
-                changed[name] = getattr(self, name)
-        if self.no_bias:
-            changed["bias"] = False
+        """The spec fields the user set, a flag given with its default value included."""
+        changed = dict(self.given)
         if self.tokenizer is not None:
-            changed["vocab_size"] = self.spec().vocab_size
+            if "vocab_size" in changed:
+                raise InvalidInput("give --vocab-size or --tokenizer, not both")
+            from lstm_inspect.vocab import vocab_from_tokenizer
+
+            changed["vocab_size"] = vocab_from_tokenizer(self.tokenizer).vocab_size
         return changed
 
 
+#: Each ModelSpec field's flag and help; the type and the default shown come from ModelSpec itself.
+_SPEC_FLAGS: dict[str, tuple[str, str]] = {
+    "cell": ("--cell", "Recurrent cell: lstm, gru or rnn."),
+    "vocab_size": ("--vocab-size", "Vocabulary size (the default is GPT-2's 50257 tokens + 1 pad token)."),
+    "embed_dim": ("--embed-dim", "Embedding width E."),
+    "hidden_dim": ("--hidden-dim", "Recurrent state width H."),
+    "num_layers": ("--num-layers", "Stacked recurrent layers."),
+    "bidirectional": ("--bidirectional", "Run each layer both ways (doubles the output width)."),
+    "proj_size": ("--proj-size", "LSTM projection of h (0 = off; must be < hidden)."),
+    "bias": ("--no-bias", "Drop every bias vector."),
+    "dropout": ("--dropout", "Dropout between recurrent layers, in [0, 1)."),
+    "batch_first": ("--batch-first/--no-batch-first", "Input laid out [B, T] (else [T, B])."),
+    "tie_weights": ("--tie-weights", "Projection shares the embedding matrix (widths must match)."),
+}
+#: ``--no-bias`` is the flag of the ``bias`` field: given, it sets bias to False.
+_NEGATED = {"bias": "no_bias"}
+
+
+def _spec_params() -> list[tuple[str, Any, Any]]:
+    """(parameter name, annotation, default None) for every ModelSpec field: None means "not given"."""
+    from lstm_inspect.spec import ModelSpec
+
+    defaults = ModelSpec()
+    out = []
+    for f in dataclasses.fields(ModelSpec):
+        decl, text = _SPEC_FLAGS[f.name]
+        default = getattr(defaults, f.name)
+        shown = "off (biases kept)" if f.name in _NEGATED else (str(default).lower() if isinstance(default, bool) else str(default))
+        kind = bool if f.name in _NEGATED else type(default)
+        option = _opt(decl, help=f"{text} Default: {shown}.", show_default=False)
+        out.append((_NEGATED.get(f.name, f.name), Annotated[Optional[kind], option], None))  # type: ignore[valid-type]
+    return out
+
+
 _MODEL_PARAMS = [
-    ("cell", Annotated[str, _opt("--cell", help="Recurrent cell: lstm, gru or rnn.")], "lstm"),
-    ("vocab_size", Annotated[Optional[int], _opt("--vocab-size",
-        help="Vocabulary size (default 50258: GPT-2's 50257 + 1 pad token).", show_default=False)], None),
-    ("embed_dim", Annotated[int, _opt("--embed-dim", help="Embedding width E.")], 768),
-    ("hidden_dim", Annotated[int, _opt("--hidden-dim", help="Recurrent state width H.")], 768),
-    ("num_layers", Annotated[int, _opt("--num-layers", help="Stacked recurrent layers.")], 2),
-    ("bidirectional", Annotated[bool, _opt("--bidirectional", help="Run each layer both ways (doubles the output width).")], False),
-    ("proj_size", Annotated[int, _opt("--proj-size", help="LSTM projection of h (0 = off; must be < hidden).")], 0),
-    ("no_bias", Annotated[bool, _opt("--no-bias", help="Drop every bias vector.")], False),
-    ("dropout", Annotated[float, _opt("--dropout", help="Dropout between recurrent layers, in [0, 1).")], 0.0),
-    ("batch_first", Annotated[bool, _opt("--batch-first/--no-batch-first", help="Input laid out [B, T] (else [T, B]).")], True),
-    ("tie_weights", Annotated[bool, _opt("--tie-weights", help="Projection shares the embedding matrix (widths must match).")], False),
+    *_spec_params(),
     ("tokenizer", Annotated[Optional[str], _opt("--tokenizer",
         help="Take the vocabulary size from a tokenizer: a local directory or a name in the Hugging Face "
              "cache (never downloaded).", show_default=False)], None),
@@ -124,6 +130,18 @@ _MODEL_PARAMS = [
              "Other model flags override a built-in spec source.", show_default=False)], None),
     ("trust_pickle", TrustPickle, False),
 ]
+_OWN = ("tokenizer", "model", "trust_pickle")
+
+
+def _model_options(values: dict[str, Any]) -> ModelOptions:
+    """The flags' values as ModelOptions: spec fields that were given, by field name."""
+    given = {}
+    for name, value in values.items():
+        if name in _OWN or value is None:
+            continue
+        field_name = next((f for f, flag in _NEGATED.items() if flag == name), name)
+        given[field_name] = (not value) if field_name in _NEGATED else value
+    return ModelOptions(given=given, **{name: values[name] for name in _OWN})
 
 
 def user_code_quiet(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -152,7 +170,7 @@ def model_options(func: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(func)
     @user_code_quiet
     def wrapper(**kwargs: Any) -> Any:
-        opts = ModelOptions(**{name: kwargs.pop(name) for name, _, _ in _MODEL_PARAMS})
+        opts = _model_options({name: kwargs.pop(name) for name, _, _ in _MODEL_PARAMS})
         return func(model_opts=opts, **kwargs)
 
     params = own + shared
@@ -179,8 +197,9 @@ def parse_int_list(text: str, option: str, *, minimum: int = 1) -> list[int]:
     return values
 
 
-def parse_grid_axis(text: str, option: str, *, maximum: int = 2**31 - 1) -> list[int]:
-    """A sweep axis (``--batch-sizes``, ``--seq-lens``): positive, bounded, no value twice."""
+def parse_grid_axis(text: str, option: str, *, maximum: int = MAX_AXIS_VALUE) -> list[int]:
+    """A sweep axis (``--batch-sizes``, ``--seq-lens``) of flops, memory and report: positive, bounded, no
+    value twice."""
     values = parse_int_list(text, option)
     for value in values:
         if value > maximum:

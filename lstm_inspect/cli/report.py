@@ -10,6 +10,7 @@ import typer
 from lstm_inspect.cli.app import app
 from lstm_inspect.cli.budget_options import Limits, MaxMacs, MaxMemory, MaxParams
 from lstm_inspect.cli.options import (
+    DEFAULT_BATCH_SIZES_TEXT, DEFAULT_SEQ_LENS_TEXT,
     MAX_MEMORY_CELLS, OUTPUT_PANEL, JsonFlag, ModelOptions, check_grid, check_positive, check_sample, model_options,
     parse_grid_axis,
 )
@@ -25,8 +26,8 @@ def report(
     model_opts: ModelOptions,
     batch: Annotated[int, typer.Option("--batch", help="Batch size of the sample input (structure, FLOPs).")] = 1,
     seq: Annotated[int, typer.Option("--seq", help="Sequence length of the sample input (structure, FLOPs).")] = 32,
-    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Memory grid: batch sizes, e.g. 1,2,4.")] = "1,2,4,8,16",
-    seq_lens: Annotated[str, typer.Option("--seq-lens", help="Memory grid: sequence lengths, e.g. 32,64.")] = "32,64,128,256",
+    batch_sizes: Annotated[str, typer.Option("--batch-sizes", help="Memory grid: batch sizes, e.g. 1,2,4.")] = DEFAULT_BATCH_SIZES_TEXT,
+    seq_lens: Annotated[str, typer.Option("--seq-lens", help="Memory grid: sequence lengths, e.g. 32,64.")] = DEFAULT_SEQ_LENS_TEXT,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N: where memory is measured "
                                                          "(the estimate is always given).")] = "auto",
     depth: Annotated[Optional[int], typer.Option("--depth", help="Levels of the module tree shown.",
