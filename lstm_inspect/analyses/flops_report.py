@@ -59,6 +59,10 @@ class PackedComparison:
     padded_flops: int
 
     @property
+    def waste_cell_steps(self) -> int:
+        return self.padded_cell_steps - self.packed_cell_steps
+
+    @property
     def waste_macs(self) -> int:
         return self.padded_macs - self.packed_macs
 

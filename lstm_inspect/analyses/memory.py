@@ -90,7 +90,7 @@ def sweep_memory(
                                    on_cell=on_cell, should_stop=should_stop, admit=admit)
         fits: tuple[BudgetFit, ...] = ()
         if budget_bytes is not None and not interrupted and estimator is not None and lengths is None:
-            fits, interrupted, failed = _budget_fits(estimator, seq_lens, budget_bytes - weights)
+            fits, interrupted, failed = _budget_fits(estimator, seq_lens, budget_bytes, weights)
             notes = (*notes, *failed)
     return MemoryReport(
         model=loaded.description, mode=mode, optimizer=optimizer, dtype=dtype, device=str(device), method=method,
@@ -118,10 +118,15 @@ def _grid_axes(batch_sizes: Sequence[int], seq_lens: Sequence[int],
     return list(batch_sizes), list(seq_lens), None
 
 
-def _budget_fits(estimator: Estimator, seq_lens: Sequence[int], room: int) -> tuple[tuple[BudgetFit, ...], bool, tuple[str, ...]]:
+def _budget_fits(estimator: Estimator, seq_lens: Sequence[int], budget: int,
+                 weights: int) -> tuple[tuple[BudgetFit, ...], bool, tuple[str, ...]]:
     """(fits per sequence length, interrupted, notes): the cells are kept whatever happens here."""
+    import dataclasses
+
     try:
-        return tuple(largest_batch(estimator, seq, room) for seq in seq_lens), False, ()
+        fits = (largest_batch(estimator, seq, budget - weights) for seq in seq_lens)
+        return tuple(dataclasses.replace(f, total_bytes=None if f.estimated_bytes is None else f.estimated_bytes + weights)
+                     for f in fits), False, ()
     except KeyboardInterrupt:
         return (), True, ()
     except Exception as exc:  # noqa: BLE001 - the budget table says why it is missing

@@ -55,6 +55,7 @@ class BudgetFit:
     seq_len: int
     max_batch_size: int               # 0: not even a batch of one fits
     estimated_bytes: int | None       # its increment (None when max_batch_size is 0)
+    total_bytes: int | None = None    # weights + that increment: what the budget holds
 
 
 @dataclass(frozen=True)

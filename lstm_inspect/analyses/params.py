@@ -35,6 +35,11 @@ class ShareRow:
     ratio: float        # of the model's total
     modules: int = 0    # how many modules hold these parameters
 
+    @property
+    def float32_bytes(self) -> int:
+        """Their size at float32 (source document 004's MB per component)."""
+        return DTYPE_BYTES["float32"] * self.count
+
 
 #: The closed-form check of one component (kept under its old name for the Python API).
 ClosedFormCheck = Check

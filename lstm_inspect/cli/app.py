@@ -163,6 +163,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
                                           callback=_version, is_eager=True)] = False,
     width: Annotated[Optional[int], typer.Option(
@@ -174,7 +175,7 @@ def _root(
 
     if width is not None and not common.MIN_WIDTH <= width <= common.MAX_WIDTH:
         raise InvalidInput(f"--width must be between {common.MIN_WIDTH} and {common.MAX_WIDTH} columns, got {width}")
-    common.set_default_width(width)  # None too: a run in the same process does not inherit the last --width
+    ctx.obj = {"width": width}   # each command passes it to its console: no process-wide state
 
 
 def main() -> None:

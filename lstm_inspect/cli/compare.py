@@ -9,7 +9,7 @@ import typer
 
 from lstm_inspect.cli.app import app
 from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, OutputFile, TrustPickle, check_sample, user_code_quiet
-from lstm_inspect.cli.output import emit
+from lstm_inspect.cli.output import emit, output_width
 from lstm_inspect.errors import InvalidInput
 
 
@@ -17,6 +17,7 @@ from lstm_inspect.errors import InvalidInput
 @app.command()
 @user_code_quiet
 def compare(
+    ctx: typer.Context,
     sources: Annotated[List[str], typer.Argument(
         help="Two or more model sources (as --model takes them: builtin, key=value overrides, a checkpoint, "
              "a spec or config file, hf:<type>, package.module:factory). Each is compared with the first.",
@@ -54,7 +55,7 @@ def compare(
               for i, s in enumerate(sources)]
     report = compare_models(models, names, batch=batch, seq=seq)
     emit(report, as_json=json_output, to_json=compare_json, to_rich=lambda r: compare_rich(r, verbose=verbose),
-         output=output)
+         output=output, width=output_width(ctx))
 
 
 def default_label(source: str) -> str:

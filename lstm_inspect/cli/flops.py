@@ -12,7 +12,7 @@ from lstm_inspect.cli.options import (
     DEFAULT_BATCH_SIZES_TEXT, DEFAULT_SEQ_LENS_TEXT, MAX_FLOPS_CELLS, JsonFlag, OutputFile, ModelOptions, check_grid,
     check_positive, model_options, parse_grid_axis, parse_lengths,
 )
-from lstm_inspect.cli.output import emit
+from lstm_inspect.cli.output import emit, output_width
 from lstm_inspect.errors import AnalysisFailed, InvalidInput
 
 INPUT_PANEL = "Input"
@@ -23,6 +23,7 @@ MAX_SIZE = 1 << 24
 @app.command()
 @model_options
 def flops(
+    ctx: typer.Context,
     *,
     model_opts: ModelOptions,
     batch: Annotated[Optional[int], typer.Option("--batch", help="Batch size for the detailed view (default 1).",
@@ -77,7 +78,7 @@ def flops(
 
         loaded = model_opts.load()
         grid = count_grid(loaded, bs, ss)
-        emit(grid, as_json=json_output, to_json=grid_json, to_rich=grid_rich, output=output)
+        emit(grid, as_json=json_output, to_json=grid_json, to_rich=grid_rich, output=output, width=output_width(ctx))
         actual = grid.max_macs
     else:
         seq_given = seq is not None
@@ -100,7 +101,7 @@ def flops(
         loaded = model_opts.load()
         report = count_flops(loaded, batch=batch, seq=seq, lengths=lens, accelerator=accelerator,
                              peak_tflops=peak_tflops, dtype=dtype)
-        emit(report, as_json=json_output, to_json=flops_json, to_rich=flops_rich, output=output)
+        emit(report, as_json=json_output, to_json=flops_json, to_rich=flops_rich, output=output, width=output_width(ctx))
         actual = report.macs
     from lstm_inspect.analyses.flops import nothing_counted
 

@@ -13,7 +13,7 @@ from lstm_inspect.cli.options import (
     DEFAULT_BATCH_SIZES_TEXT, DEFAULT_SEQ_LENS_TEXT,
     MAX_MEMORY_CELLS, JsonFlag, ModelOptions, OutputFile, check_grid, model_options, parse_grid_axis, parse_lengths,
 )
-from lstm_inspect.cli.output import emit
+from lstm_inspect.cli.output import emit, output_width
 from lstm_inspect.errors import EXIT_INTERRUPTED, AnalysisFailed, InvalidInput
 
 SWEEP_PANEL = "Sweep"
@@ -27,6 +27,7 @@ def _opt(*names: str, help: str, **kwargs):
 @app.command()
 @model_options
 def memory(
+    ctx: typer.Context,
     *,
     model_opts: ModelOptions,
     batch_sizes: Annotated[str, _opt("--batch-sizes", help="Batch sizes (rows), e.g. 1,2,4,8,16.")] = DEFAULT_BATCH_SIZES_TEXT,
@@ -83,7 +84,7 @@ def memory(
         report = sweep_memory(loaded, batch_sizes=batches, seq_lens=seqs, method=method, mode=mode, optimizer=optimizer,
                               dtype=dtype, device=target, lengths=packed, budget_bytes=budget_bytes, on_cell=on_cell,
                               should_stop=stop.is_set, admit=sweep_policy.host_admit if guarded else None)
-    emit(report, as_json=json_output, to_json=memory_json, to_rich=memory_rich, output=output)
+    emit(report, as_json=json_output, to_json=memory_json, to_rich=memory_rich, output=output, width=output_width(ctx))
     if report.interrupted:
         sys.stderr.write(f"interrupted: {len(report.cells)} of {report.total_cells} cells finished (shown above)\n")
         raise typer.Exit(EXIT_INTERRUPTED)

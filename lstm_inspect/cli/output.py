@@ -18,8 +18,13 @@ from typing import Any, Callable, Iterable
 from lstm_inspect.errors import InvalidInput
 
 
+def output_width(ctx: Any) -> int | None:
+    """The ``--width`` the root command took (the Typer context carries it), None for the terminal's."""
+    return (ctx.obj or {}).get("width") if isinstance(ctx.obj, dict) else None
+
+
 def emit(report: Any, *, as_json: bool, to_json: Callable[[Any], dict], to_rich: Callable[[Any], Iterable],
-         output: str | Path | None = None, default_name: str | None = None) -> None:
+         output: str | Path | None = None, default_name: str | None = None, width: int | None = None) -> None:
     """Print ``report`` as JSON or as Rich renderables; with ``output``, also save the JSON there.
 
     Args:
@@ -39,7 +44,7 @@ def emit(report: Any, *, as_json: bool, to_json: Callable[[Any], dict], to_rich:
     from lstm_inspect.render.common import make_console
     from lstm_inspect.render.fit import fit_tables
 
-    console = make_console(file=stdout)
+    console = make_console(file=stdout, width=width, warn=True)
     for renderable in to_rich(report):
         console.print(fit_tables(renderable))
     if saved is not None:

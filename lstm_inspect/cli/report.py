@@ -14,7 +14,7 @@ from lstm_inspect.cli.options import (
     MAX_MEMORY_CELLS, OUTPUT_PANEL, JsonFlag, ModelOptions, check_grid, check_positive, check_sample, model_options,
     parse_grid_axis,
 )
-from lstm_inspect.cli.output import emit
+from lstm_inspect.cli.output import emit, output_width
 from lstm_inspect.errors import InvalidInput
 
 
@@ -22,6 +22,7 @@ from lstm_inspect.errors import InvalidInput
 @app.command()
 @model_options
 def report(
+    ctx: typer.Context,
     *,
     model_opts: ModelOptions,
     batch: Annotated[int, typer.Option("--batch", help="Batch size of the sample input (structure, FLOPs).")] = 1,
@@ -62,7 +63,7 @@ def report(
                         now=now)
     emit(result, as_json=json_output, to_json=report_json,
          to_rich=lambda r: report_rich(r, depth=depth, top=top), output=output,
-         default_name=f"lstm-inspect-report-{now.strftime('%Y%m%dT%H%M%SZ')}.json")
+         default_name=f"lstm-inspect-report-{now.strftime('%Y%m%dT%H%M%SZ')}.json", width=output_width(ctx))
     from lstm_inspect.analyses.flops import nothing_counted
 
     flops_note = next((n.removeprefix("flops: ") for n in result.notes if n.startswith("flops: ")), "")

@@ -10,13 +10,14 @@ from lstm_inspect.cli.app import app
 from lstm_inspect.cli.options import (
     OUTPUT_PANEL, JsonFlag, ModelOptions, OutputFile, check_positive, check_sample, model_options,
 )
-from lstm_inspect.cli.output import emit
+from lstm_inspect.cli.output import emit, output_width
 
 
 
 @app.command()
 @model_options
 def structure(
+    ctx: typer.Context,
     *,
     model_opts: ModelOptions,
     batch: Annotated[int, typer.Option("--batch", help="Batch size of the sample input.")] = 1,
@@ -35,4 +36,4 @@ def structure(
         check_positive(depth, "--depth")
     report = describe_structure(model_opts.load(), batch=batch, seq=seq)
     emit(report, as_json=json_output, to_json=structure_json, to_rich=lambda r: structure_rich(r, depth=depth),
-         output=output)
+         output=output, width=output_width(ctx))

@@ -36,19 +36,11 @@ def dumps(doc: dict[str, Any], *, ascii_only: bool = False) -> str:
     return _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text) if not ascii_only else text
 
 
-_default_width: int | None = None
 #: The widths a table or tree may take (``--width`` is checked against these; ``COLUMNS`` is clamped).
 MIN_WIDTH, MAX_WIDTH = 20, 10_000
 
 
-def set_default_width(width: int | None) -> None:
-    """The ``--width`` the user gave; None = the terminal's (or COLUMNS, or 80 when not a terminal)."""
-    global _default_width, _clamp_told
-    _default_width = width
-    _clamp_told = False
-
-
-def make_console(*, stderr: bool = False, width: int | None = None, file: Any = None):
+def make_console(*, stderr: bool = False, width: int | None = None, file: Any = None, warn: bool = False):
     """A Rich console on stdout (results) or stderr (notes, progress), or on ``file``.
 
     Rich drops colour and styling when the stream is not a terminal; NO_COLOR is honoured too. A width
@@ -60,20 +52,14 @@ def make_console(*, stderr: bool = False, width: int | None = None, file: Any = 
     stream = file if file is not None else sys.stderr if stderr else sys.stdout
     plain = bool(os.environ.get("NO_COLOR"))
     extra = {"color_system": None} if plain else {}  # NO_COLOR: no escape codes at all, bold included
-    console = Console(file=stream, width=width or _default_width, highlight=False, soft_wrap=False,
-                      no_color=plain or None, **extra)
-    if width is None and _default_width is None and not MIN_WIDTH <= console.width <= MAX_WIDTH:
+    console = Console(file=stream, width=width, highlight=False, soft_wrap=False, no_color=plain or None, **extra)
+    if width is None and not MIN_WIDTH <= console.width <= MAX_WIDTH:
         clamped = min(max(console.width, MIN_WIDTH), MAX_WIDTH)
-        global _clamp_told
-        if not _clamp_told:
-            _clamp_told = True
+        if warn:
             sys.stderr.write(f"warning: a width of {console.width} columns (the terminal's or COLUMNS) is outside "
                              f"{MIN_WIDTH}..{MAX_WIDTH}; using {clamped} (or give --width)\n")
         console.width = clamped
     return console
-
-
-_clamp_told = False
 
 
 def shape_text(shape: Any) -> str:

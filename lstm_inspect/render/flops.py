@@ -155,7 +155,7 @@ def flops_rich(report: FlopsReport) -> list:
                        grouped(p.packed_flops))
         packed.add_row("padded (batch × seq)", grouped(p.padded_cell_steps), grouped(p.padded_macs),
                        grouped(p.padded_flops))
-        packed.add_row("padding waste", grouped(p.padded_cell_steps - p.packed_cell_steps), grouped(p.waste_macs),
+        packed.add_row("padding waste", grouped(p.waste_cell_steps), grouped(p.waste_macs),
                        grouped(p.padded_flops - p.packed_flops))
         out.append(packed)
         out.append(Text(f"padding wastes {percent(p.waste_ratio)} of the padded batch's MACs; the totals above are "

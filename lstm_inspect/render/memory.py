@@ -34,7 +34,7 @@ def memory_json(report: MemoryReport) -> dict[str, Any]:
         body["budget"] = {
             "limit_bytes": report.budget_bytes,
             "fits": [{"seq_len": f.seq_len, "max_batch_size": f.max_batch_size, "estimated_bytes": f.estimated_bytes,
-                      "total_bytes": None if f.estimated_bytes is None else f.estimated_bytes + report.weights_bytes}
+                      "total_bytes": f.total_bytes}
                      for f in report.budget_fits],
         }
     body["notes"] = list(report.notes)
@@ -85,7 +85,7 @@ def memory_rich(report: MemoryReport) -> list:
         fits.add_column("total", justify="right")
         for f in report.budget_fits:
             fits.add_row(str(f.seq_len), f"{f.max_batch_size:,}" if f.max_batch_size else Text("none fits", style="red"),
-                         human_bytes(f.estimated_bytes + report.weights_bytes) if f.estimated_bytes is not None else "-")
+                         human_bytes(f.total_bytes) if f.total_bytes is not None else "-")
         out.append(fits)
 
     footer = f"weights {human_bytes(report.weights_bytes)} ({report.dtype}) · mode {report.mode}"

@@ -93,7 +93,7 @@ def params_rich(report: ParamReport, *, top: int | None = DEFAULT_TOP) -> list:
         table.add_column("modules", justify="right")
         table.add_column("MiB (fp32)", justify="right")
         for s in rows:
-            table.add_row(s.name, grouped(s.count), percent(s.ratio), str(s.modules), mib(4 * s.count))
+            table.add_row(s.name, grouped(s.count), percent(s.ratio), str(s.modules), mib(s.float32_bytes))
         out.append(table)
 
     if report.checks:
