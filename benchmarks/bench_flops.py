@@ -32,6 +32,11 @@ def main() -> None:
         (big, CLI + ["flops", *BIG_1_5B, "--batch", "64", "--seq", "2048"], 2.2),
         ("flops --cell gru (default widths, 64 x 2048)", CLI + ["flops", "--cell", "gru", "--batch", "64", "--seq", "2048"], 2.2),
         ("thop.profile, real tensors (default, 1 x 32)", [PY, "-c", REAL_THOP], None),
+        # issue 10: the operator pass on transformers models (targets: GPT-2 <= 3, the recurrent LMs <= 5)
+        ("flops --model hf:gpt2 (1 x 128)", CLI + ["flops", "--model", "hf:gpt2", "--seq", "128"], 3.0),
+        ("flops --model hf:xlstm (1 x 32)", CLI + ["flops", "--model", "hf:xlstm", "--seq", "32"], 5.0),
+        ("flops --model hf:mamba (1 x 32)", CLI + ["flops", "--model", "hf:mamba", "--seq", "32"], 5.0),
+        ("flops --model hf:rwkv (1 x 32)", CLI + ["flops", "--model", "hf:rwkv", "--seq", "32"], 5.0),
     ], parser.parse_args().repeat)
     default = got["flops (default, 1 x 32)"]
     print(f"{'big / default':<58} {got[big] / default:9.2f}   (target <= 1.2)")

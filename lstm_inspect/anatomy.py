@@ -29,7 +29,16 @@ def decoder_stack(module: "nn.Module") -> tuple[str, list["nn.Module"]] | None:
     for path, sub in module.named_modules():
         if isinstance(sub, nn.ModuleList) and len(sub) and all(child(block, ATTENTION_NAMES) is not None for block in sub):
             return path, list(sub)
-    return None
+    # Recurrent and state-space LMs (Mamba, xLSTM, RecurrentGemma) stack blocks with no attention child: the
+    # ModuleList of blocks of one class, each with parameters, that holds the most of them.
+    best: tuple[int, str, list] | None = None
+    for path, sub in module.named_modules():
+        if (isinstance(sub, nn.ModuleList) and len(sub) and len({type(b) for b in sub}) == 1
+                and all(list(b.children()) for b in sub)):
+            size = sum(p.numel() for p in sub.parameters())
+            if size and (best is None or size > best[0]):
+                best = (size, path, list(sub))
+    return (best[1], best[2]) if best is not None else None
 
 
 def child(block: "nn.Module", names: tuple[str, ...]) -> "nn.Module | None":

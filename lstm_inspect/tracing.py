@@ -42,11 +42,12 @@ def fake_copy(loaded: "LoadedModel", *, shape_only_recurrent: bool = False) -> I
             for sub in module.modules():
                 if isinstance(sub, nn.RNNBase):
                     sub.forward = types.MethodType(_recurrent_shapes, sub)
-        yield module, mode
+        with packing_by_shape():
+            yield module, mode
 
 
 @contextlib.contextmanager
-def shape_copy(loaded: "LoadedModel") -> Iterator[tuple["nn.Module", Any, str]]:
+def shape_copy(loaded: "LoadedModel", *, fake: bool = False) -> Iterator[tuple["nn.Module", Any, str]]:
     """Yield ``(module, mode, device)`` for an analysis that needs output shapes, not allocations.
 
     When every leaf module's output shape is known in closed form (Embedding, LSTM/GRU/RNN, Linear,
@@ -62,7 +63,7 @@ def shape_copy(loaded: "LoadedModel") -> Iterator[tuple["nn.Module", Any, str]]:
     require_runnable(loaded)
     module = meta_copy(loaded.module)
     leaves = [m for m in module.modules() if not list(m.children())]
-    if all(isinstance(m, _closed_form_leaves()) for m in leaves):
+    if not fake and all(isinstance(m, _closed_form_leaves()) for m in leaves):
         for sub in leaves:
             if isinstance(sub, nn.RNNBase):
                 sub.forward = types.MethodType(_recurrent_shapes, sub)
@@ -72,6 +73,128 @@ def shape_copy(loaded: "LoadedModel") -> Iterator[tuple["nn.Module", Any, str]]:
         return
     with fake_copy(loaded, shape_only_recurrent=True) as (fake, mode):
         yield fake, mode, "cpu"
+
+
+def traced(loaded: "LoadedModel", work: Callable[..., Any], fallbacks: list[str] | None = None) -> Any:
+    """``work(module, mode, device)`` on a :func:`shape_copy`.
+
+    A user's forward may do what the meta fast path cannot (pack a batch, copy lengths to the CPU): when it
+    fails there with a meta-device error, it is run again on fake tensors. Our own forwards never need that.
+    transformers' notices that an optional kernel is missing are kept off stderr; ``fallbacks`` receives
+    the kernels' names (the caller says in its own words what that changes).
+    """
+    with kernel_notices(fallbacks if fallbacks is not None else []):
+        try:
+            with shape_copy(loaded) as copy_:
+                return work(*copy_)
+        except AnalysisFailed as exc:
+            if own_forward(loaded.module) or "meta" not in str(exc):
+                raise
+        with shape_copy(loaded, fake=True) as copy_:
+            return work(*copy_)
+
+
+@contextlib.contextmanager
+def kernel_notices(names: list[str]) -> Iterator[None]:
+    """Catch transformers' "`X` is falling back to its reference PyTorch implementation" warnings (printed
+    once per process on stderr); the kernel names go to ``names``."""
+    import logging
+    import re
+    import sys
+
+    if "transformers" not in sys.modules:
+        yield
+        return
+    pattern = re.compile(r"`(\w+)` is falling back to its reference PyTorch implementation")
+
+    class Catch(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            match = pattern.search(record.getMessage())
+            if match:
+                if match.group(1) not in names:
+                    names.append(match.group(1))
+                return False
+            return True
+
+    catch = Catch()
+    handlers = logging.getLogger("transformers").handlers
+    for handler in handlers:
+        handler.addFilter(catch)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(catch)
+
+
+def own_forward(module: "nn.Module") -> bool:
+    from lstm_inspect.model import RecurrentLanguageModel
+    from lstm_inspect.sources.rebuilt import RebuiltRecurrentModel
+
+    return type(module) in (RecurrentLanguageModel, RebuiltRecurrentModel) and "forward" not in vars(module)
+
+
+@contextlib.contextmanager
+def packing_by_shape() -> Iterator[None]:
+    """``pack_padded_sequence``/``pad_packed_sequence`` for fake tensors, inside a user's forward.
+
+    The packing kernels read the data; on fake tensors only the lengths are needed, and those are real (a
+    list, or a tensor made from one). The packed data gets ``sum(lengths)`` rows and ``batch_sizes`` is computed
+    from the lengths, so a recurrent module runs (and is counted for) ``sum(lengths)`` cell steps.
+    """
+    import torch
+
+    from lstm_inspect.model import _is_fake
+
+    vf = torch._VF
+    names = ("_pack_padded_sequence", "_pad_packed_sequence")
+    saved = {name: vars(vf).get(name) for name in names}
+    real = {name: getattr(vf, name) for name in names}   # real tensors (a measurement meanwhile) keep the kernels
+
+    def shape_only(t: Any) -> bool:
+        return t.device.type == "meta" or _is_fake(t)
+
+    def pack(input, lengths, batch_first):
+        if not shape_only(input):
+            return real["_pack_padded_sequence"](input, lengths, batch_first)
+        lens = _real_lengths(lengths)
+        if len(lens) != (input.shape[0] if batch_first else input.shape[1]):
+            raise ValueError(f"pack_padded_sequence: {len(lens)} lengths for a batch of "
+                             f"{input.shape[0] if batch_first else input.shape[1]} sequences")
+        longest = input.shape[1] if batch_first else input.shape[0]
+        if lens and (min(lens) < 1 or max(lens) > longest):
+            raise ValueError(f"pack_padded_sequence: lengths must be between 1 and the padded length {longest}, "
+                             f"got {lens}")
+        sizes = torch.tensor([sum(1 for n in lens if n > t) for t in range(max(lens, default=0))], dtype=torch.int64)
+        return input.new_empty((sum(lens), *input.shape[2:])), sizes
+
+    def pad(data, batch_sizes, batch_first, padding_value, total_length):
+        if not shape_only(data):
+            return real["_pad_packed_sequence"](data, batch_sizes, batch_first, padding_value, total_length)
+        sizes = [int(s) for s in batch_sizes.tolist()]
+        steps = max(len(sizes), int(total_length or 0))
+        lens = torch.tensor([sum(1 for s in sizes if s > b) for b in range(sizes[0] if sizes else 0)], dtype=torch.int64)
+        lead = (len(lens), steps) if batch_first else (steps, len(lens))
+        return data.new_empty((*lead, *data.shape[1:])), lens
+
+    vf._pack_padded_sequence, vf._pad_packed_sequence = pack, pad
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                vars(vf).pop(name, None)
+            else:
+                setattr(vf, name, value)
+
+
+def _real_lengths(lengths: Any) -> list[int]:
+    try:
+        return [int(n) for n in lengths.tolist()]
+    except Exception:  # noqa: BLE001 - a fake tensor has no values
+        raise ValueError("pack_padded_sequence: the lengths are computed from the input's values, which a "
+                         "shape-only trace does not have: give the model a sample_input(batch, seq, device) that "
+                         "passes the lengths as a list of ints") from None
 
 
 def require_runnable(loaded: "LoadedModel") -> None:
@@ -100,6 +223,7 @@ def _recurrent_shapes(self, input, hx=None):
     directions = 2 if self.bidirectional else 1
     state_dim = self.proj_size or self.hidden_size
     layers = directions * self.num_layers
+    _check_recurrent_input(self, input, hx)
     if isinstance(input, PackedSequence):
         data = input.data.new_empty((input.data.shape[0], directions * state_dim))
         output = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
@@ -116,6 +240,63 @@ def _recurrent_shapes(self, input, hx=None):
     if self.mode == "LSTM":
         return output, (h_n, like.new_empty((*state_lead, self.hidden_size)))
     return output, h_n
+
+
+SAMPLE_INPUT_HINT = "give the model a sample_input(batch, seq, device) returning what its forward takes"
+
+
+def _check_recurrent_input(self, input, hx) -> None:
+    """What ``nn.LSTM/GRU/RNN.forward`` checks before running (input rank, dtype and width, the hidden state's
+    shapes and devices, a packed batch's consistency): the shape-only forward must refuse what PyTorch refuses."""
+    import torch
+    from torch.nn.utils.rnn import PackedSequence
+
+    kind = type(self).__name__
+    directions = 2 if self.bidirectional else 1
+    layers = directions * self.num_layers
+
+    def fail(what: str):
+        raise RuntimeError(f"{kind}: {what}; {SAMPLE_INPUT_HINT}")
+
+    if isinstance(input, PackedSequence):
+        data, sizes = input.data, input.batch_sizes
+        if data.dim() != 2:
+            fail(f"packed data must have 2 dimensions, got {data.dim()}")
+        steps = [int(s) for s in sizes.tolist()]
+        if sum(steps) != data.shape[0] or any(b > a for a, b in zip(steps, steps[1:])) or (steps and steps[-1] < 1):
+            fail(f"batch_sizes {steps} do not describe packed data of {data.shape[0]} rows")
+        batch, x = (steps[0] if steps else 0), data
+        batched = True
+    else:
+        if not isinstance(input, torch.Tensor):
+            fail(f"expected a tensor or a PackedSequence, got {type(input).__name__}")
+        if input.dim() not in (2, 3):
+            fail(f"input must have 2 (unbatched) or 3 dimensions, got {input.dim()} ({list(input.shape)})")
+        batched = input.dim() == 3
+        batch = (input.shape[0] if self.batch_first else input.shape[1]) if batched else None
+        x = input
+    if x.shape[-1] != self.input_size:
+        fail(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}")
+    if not x.is_floating_point():
+        fail(f"input must be floating point got {x.dtype}")
+    if hx is None:
+        return
+    state_dim = self.proj_size or self.hidden_size
+    expected = [(layers, batch, state_dim) if batched else (layers, state_dim)]
+    states = [hx]
+    if self.mode == "LSTM":
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            fail("an LSTM's hidden state is a tuple (h_0, c_0)")
+        states = list(hx)
+        expected.append((layers, batch, self.hidden_size) if batched else (layers, self.hidden_size))
+    for name, state, shape in zip(("h_0", "c_0"), states, expected):
+        if not isinstance(state, torch.Tensor):
+            fail(f"{name} must be a tensor, got {type(state).__name__}")
+        if tuple(state.shape) != tuple(shape):
+            fail(f"Expected hidden size {tuple(shape)}, got {tuple(state.shape)} for {name}")
+        if state.device != x.device:
+            fail(f"Input and hidden tensors are not at the same device, found input tensor at {x.device} "
+                 f"and hidden tensor at {state.device}")
 
 
 def meta_copy(module: "nn.Module", dtype: "torch.dtype | None" = None) -> "nn.Module":
@@ -156,7 +337,9 @@ def shape_of(value: Any) -> Any:
 def output_shapes(loaded: "LoadedModel", batch: int, seq: int) -> dict[str, Any]:
     """Qualified module name ("" for the root) -> nested output shape, for a token batch."""
     shapes: dict[str, Any] = {}
-    with shape_copy(loaded) as (module, mode, device):
+
+    def work(module: "nn.Module", mode: Any, device: str) -> None:
+        shapes.clear()
         handles = []
         for name, sub in module.named_modules():
             handles.append(sub.register_forward_hook(_recorder(shapes, name)))
@@ -173,6 +356,8 @@ def output_shapes(loaded: "LoadedModel", batch: int, seq: int) -> dict[str, Any]
         finally:
             for handle in handles:
                 handle.remove()
+
+    traced(loaded, work)
     return shapes
 
 

@@ -147,6 +147,13 @@ def _linear_macs_per_token(layers: list[tuple[int, int, int]]) -> int:
     return total
 
 
+def _macs(layers: list[tuple[int, int, int]], batch: int, seq: int) -> int:
+    """The Linears' MACs for every token, plus each layer's attention products Q·Kᵀ and A·V: n·T·T·d twice
+    per sequence (every query head attends; a layer pruned to 0 heads has none)."""
+    attention = sum(heads * seq * seq * 2 * HEAD_DIM for heads, _kv, _inter in layers)
+    return batch * seq * _linear_macs_per_token(layers) + batch * attention
+
+
 ORIGINAL_LAYERS = [(HEADS, KV_HEADS, INTER)] * LAYERS
 PRUNED_LAYERS = [(HEADS, KV_HEADS, INTER), (PRUNED_HEADS, PRUNED_KV, PRUNED_INTER), (0, 0, 0)]
 
@@ -202,7 +209,7 @@ def test_flops_follow_the_weights(dirs, fmt):
     batch, seq = 2, 7
     for directory, layers in zip(dirs[fmt], (ORIGINAL_LAYERS, PRUNED_LAYERS)):
         doc = _json("flops", "--model", str(directory), "--batch", str(batch), "--seq", str(seq))
-        assert doc["macs"] == batch * seq * _linear_macs_per_token(layers)
+        assert doc["macs"] == _macs(layers, batch, seq)
     assert any("weights differ from config.json" in n for n in doc["notes"])
 
 
@@ -241,7 +248,7 @@ def test_compare_original_with_pruned(dirs, models, fmt):
         assert layer["mlp"]["intermediate_size"] == {"original": INTER, "pruned": inter}
         assert layer["is_zero_layer"] is (i == ZERO_LAYER)
     assert pair["zero_layers"] == [ZERO_LAYER]
-    assert pair["macs"]["pruned"] == 1 * 32 * _linear_macs_per_token(PRUNED_LAYERS)
+    assert pair["macs"]["pruned"] == _macs(PRUNED_LAYERS, 1, 32)
     assert any(n.startswith("pruned: weights differ from config.json") for n in pair["notes"])
 
 

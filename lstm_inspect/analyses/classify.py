@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -9,6 +10,10 @@ if TYPE_CHECKING:
 
 COMPONENTS = ("embedding", "recurrent", "projection", "other")
 LAYER_TYPES = ("Embedding", "Recurrent", "Linear/Conv", "Attention", "Feed-forward", "Normalization", "Other")
+
+#: Class names of recurrent and state-space blocks in transformers' modern recurrent LMs: Mamba/Mamba2 mixers,
+#: RWKV's time mixing (its "attention" is the WKV recurrence), xLSTM's mLSTM layer, RecurrentGemma's RG-LRU block.
+RECURRENT_BLOCK = re.compile(r"mixer|rwkvselfattention|xlstmlayer|mlstm|slstm|rglru|recurrentblock|ssm", re.I)
 
 _PROJECTION_NAMES = ("proj", "lm_head", "decoder", "output", "out", "head", "classifier", "fc", "linear")
 
@@ -23,6 +28,9 @@ def layer_type(owner: "nn.Module", ancestors: list["nn.Module"]) -> str:
         return "Recurrent"
     if "norm" in type(owner).__name__.lower():
         return "Normalization"
+    for block in (owner, *reversed(ancestors)):
+        if RECURRENT_BLOCK.search(type(block).__name__):
+            return "Recurrent"
     for parent in reversed(ancestors):
         kind = type(parent).__name__.lower()
         if "attention" in kind:

@@ -16,6 +16,7 @@ Conventions (also in the README):
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -25,6 +26,7 @@ from lstm_inspect.analyses.flops_checks import closed_form_checks, expected_laye
 from lstm_inspect.analyses.flops_time import TRAINING_FACTOR, TimeEstimate, param_numels, time_estimate  # noqa: F401
 from lstm_inspect.recurrence import Check
 from lstm_inspect.thop_ops import Recorder, make_custom_ops
+from lstm_inspect.op_pass import OperatorTally
 from lstm_inspect.analyses.flops_report import (  # noqa: F401  (the report types, re-exported)
     FLOPS_CONVENTION, THOP_RAW_INCLUDES, TRAINING_RULE, ComponentRow, FlopsGrid, FlopsReport, GridCell, LayerCheck,
     ModuleRow, PackedComparison,
@@ -35,12 +37,12 @@ if TYPE_CHECKING:
 
     from lstm_inspect.source import LoadedModel
 
-def nothing_counted(module: "nn.Module", macs: int) -> str | None:
+def nothing_counted(module: "nn.Module", macs: int, uncounted: Sequence[tuple[str, int]] = ()) -> str | None:
     """Why a count of 0 MACs is no answer, or None when 0 can be true.
 
     A model with a weight matrix outside its embeddings multiplies by it; 0 MACs then means the forward
-    ran operations the module hooks cannot see (functional calls on parameters, closures), not that it
-    costs nothing. An embedding-only model (lookups) or one with only norms really has 0 MACs.
+    multiplied through operations that have no formula here (they are named), not that it costs nothing.
+    An embedding-only model (lookups) or one with only norms really has 0 MACs.
     """
     from torch import nn
 
@@ -52,8 +54,10 @@ def nothing_counted(module: "nn.Module", macs: int) -> str | None:
         for pname, param in sub.named_parameters(recurse=False):
             if param.dim() >= 2:
                 where = f"{name}.{pname}" if name else pname
-                return (f"counted 0 MACs, yet the model multiplies by {where} {list(param.shape)}: its forward runs "
-                        "operations that module hooks cannot see (functional calls), so there is no MACs figure")
+                ran = (": ops that ran without a formula: " + ", ".join(f"{op} ({calls} calls)" for op, calls in uncounted)
+                       if uncounted else "")
+                return (f"counted 0 MACs, yet the model multiplies by {where} {list(param.shape)}: nothing it runs "
+                        f"has a MACs formula here, so there is no MACs figure{ran}")
     return None
 
 
@@ -67,16 +71,36 @@ class _Count:
     macs: int
     flops: int
     stock: dict[str, tuple[str, int, int]]   # modules counted by thop's stock hooks: name -> (type, MACs, FLOPs)
+    operators: OperatorTally                 # what ran outside the hooked modules
+
+
+def _hooked(module: "nn.Module", custom_ops: dict) -> set[str]:
+    """Qualified names of the modules a thop hook counts (ours or thop's stock ones): the operator pass skips
+    what runs inside them. Containers (thop gives nn.Sequential a zero hook) are not counted by their hook."""
+    from thop.profile import register_hooks
+    from torch import nn
+
+    return {name for name, m in module.named_modules()
+            if (type(m) in custom_ops or type(m) in register_hooks) and not isinstance(m, (nn.Sequential, nn.ModuleList))}
 
 
 def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: str) -> _Count:
     """One thop.profile pass with our custom_ops (outside the fake mode); ``where`` names the input's options."""
     import thop
 
+    from lstm_inspect.op_pass import operator_pass
+
+    from lstm_inspect.tracing import own_forward
+
     recorder = Recorder(names={id(m): name for name, m in module.named_modules()})
+    custom_ops = make_custom_ops(recorder)
+    # Our own forwards (the built-in model, a rebuilt checkpoint) run nothing outside their hooked modules; a
+    # dispatch mode's first use imports torch._dynamo (about one more `import torch`), so they go without it.
+    watch = contextlib.nullcontext(OperatorTally()) if own_forward(module) else operator_pass(
+        module, _hooked(module, custom_ops))
     try:
-        with _quiet():
-            total, _params, layers = thop.profile(module, inputs, custom_ops=make_custom_ops(recorder),
+        with _quiet(), watch as operators:
+            total, _params, layers = thop.profile(module, inputs, custom_ops=custom_ops,
                                                   verbose=False, ret_layer_info=True)
     except Exception as exc:  # a user's model may fail in any way
         from lstm_inspect.building import is_size_overflow, too_large
@@ -97,10 +121,10 @@ def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: s
                 stock[name] = (type(sub).__name__, ops, 2 * ops)
             else:
                 stock[name] = (type(sub).__name__, 0, ops)
-    macs = sum(m.macs for m in recorder.modules.values()) + sum(v[1] for v in stock.values())
+    macs = sum(m.macs for m in recorder.modules.values()) + sum(v[1] for v in stock.values()) + operators.macs
     flops = (2 * sum(m.macs for m in recorder.modules.values()) + sum(m.elementwise for m in recorder.modules.values())
-             + sum(v[2] for v in stock.values()))
-    return _Count(recorder, macs, flops, stock)
+             + sum(v[2] for v in stock.values()) + 2 * operators.macs + operators.elementwise)
+    return _Count(recorder, macs, flops, stock, operators)
 
 
 def _quiet():
@@ -185,22 +209,30 @@ def count_flops(
     Returns:
         A FlopsReport; ``macs``/``flops`` are the packed figures when ``lengths`` is given.
     """
-    from lstm_inspect.tracing import shape_copy
+    from lstm_inspect.tracing import traced
 
     check_sample(batch, seq, lengths)
     notes: list[str] = list(loaded.notes)
     packed: PackedComparison | None = None
-    with shape_copy(loaded) as (module, mode, device):
+
+    def work(module: "nn.Module", mode: Any, device: str) -> tuple:
         if lengths is not None:
-            batch = len(lengths)
             count, packed, thop_raw = _count_packed(module, loaded, mode, device, seq, lengths)
-            notes.append("thop's raw figure is for the padded batch: thop 0.1.1 on a real PackedSequence also "
-                         "charges the recurrent stack the padded rectangle")
         else:
             inputs = _inputs(loaded, mode, device, batch, seq)
             count = _profile(module, inputs, loaded, f"--batch {batch} × --seq {seq}")
-            thop_raw = _stock_profile(module, inputs)
-        params = param_numels(module)
+            packed, thop_raw = None, _stock_profile(module, inputs)
+        return module, count, packed, thop_raw, param_numels(module)
+
+    fallbacks: list[str] = []
+    module, count, packed, thop_raw, params = traced(loaded, work, fallbacks)
+    if fallbacks:
+        notes.append(f"optional kernels not installed ({', '.join(fallbacks)}): counted on transformers' reference "
+                     "PyTorch path, the same arithmetic the fused kernels do")
+    if lengths is not None:
+        batch = len(lengths)
+        notes.append("thop's raw figure is for the padded batch: thop 0.1.1 on a real PackedSequence also "
+                     "charges the recurrent stack the padded rectangle")
 
     recorder = count.recorder
     notes += _coverage_notes(loaded, count)
@@ -217,8 +249,10 @@ def count_flops(
         time = time_estimate(recorder, count.stock, count.flops, params, accelerator, peak_tflops, dtype, sequential)
     return FlopsReport(
         model=loaded.description, batch_size=batch, seq_len=seq, macs=count.macs, flops=count.flops,
-        modules=_module_rows(count), components=tuple(_components(recorder, count.stock)), checks=checks,
+        modules=_module_rows(count),
+        components=tuple(_components(recorder, count.stock, module) + _operator_components(module, count.operators)), checks=checks,
         thop_raw=thop_raw, packed=packed, time=time, notes=tuple(notes),
+        uncounted_ops=tuple(sorted(count.operators.uncounted.items())),
     )
 
 
@@ -239,7 +273,11 @@ def _count_packed(module: "nn.Module", loaded: "LoadedModel", mode: Any, device:
 
 def _module_rows(count: _Count) -> tuple[ModuleRow, ...]:
     rows = [ModuleRow(m.name, m.type, m.macs, 2 * m.macs + m.elementwise, m.calls) for m in count.recorder.modules.values()]
-    rows += [ModuleRow(name, kind, macs, flops, 1, stock=True) for name, (kind, macs, flops) in count.stock.items()]
+    rows += [ModuleRow(name, kind, macs, flops, 1, stock=True, counted_by="thop_stock")
+             for name, (kind, macs, flops) in count.stock.items()]
+    ops = count.operators
+    rows += [ModuleRow(o.name, o.type, o.macs, 2 * o.macs + o.elementwise, ops.calls.get(o.name, 1), counted_by="operators")
+             for o in ops.owners.values() if o.macs or o.elementwise]
     return tuple(rows)
 
 
@@ -249,35 +287,60 @@ def _coverage_notes(loaded: "LoadedModel", count: _Count) -> list[str]:
     if count.stock:
         notes.append("modules outside LSTM/GRU/RNN/Linear/Embedding are counted by thop's stock hooks: a "
                      "convolution's figure as MACs, any other module's (norms, pooling, activations) as element-wise FLOPs")
-    notes.append("operations outside modules (functional calls in a forward) are not seen by thop's module hooks")
-    if any("attention" in type(m).__name__.lower() for m in loaded.module.modules()):
-        notes.append("attention score and context products (Q·Kᵀ, softmax·V) are functional calls, so they are NOT "
-                     "in these counts: add about 2·layers·batch·seq²·hidden MACs for full self-attention")
+    ops = count.operators
+    if ops.macs or ops.elementwise:
+        notes.append("operations outside the hooked modules (attention products, functional calls, closures, scans) "
+                     "are counted by the operator pass: matrix products as MACs, element-wise ops as FLOPs")
+    if ops.uncounted:
+        listed = ", ".join(f"{op} ({calls})" for op, calls in sorted(ops.uncounted.items()))
+        notes.append(f"ops that ran without a formula (not in these counts; calls in brackets): {listed}")
     return notes
 
 
 def count_grid(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens: Sequence[int]) -> FlopsGrid:
     """MACs and FLOPs of one forward for every (batch, seq) pair; one fake copy for all cells."""
-    from lstm_inspect.tracing import shape_copy
+    from lstm_inspect.tracing import traced
 
     for b in batch_sizes:
         for t in seq_lens:
             check_sample(b, t)
-    cells = []
-    with shape_copy(loaded) as (module, mode, device):
+    cells: list[GridCell] = []
+    uncounted: dict[str, int] = {}
+
+    def work(module: "nn.Module", mode: Any, device: str) -> None:
+        cells.clear()
+        uncounted.clear()
         for b in batch_sizes:
             for s in seq_lens:
                 count = _profile(module, _inputs(loaded, mode, device, b, s), loaded,
                                  f"--batch-sizes × --seq-lens cell {b} × {s}")
                 cells.append(GridCell(b, s, count.macs, count.flops))
-    return FlopsGrid(loaded.description, tuple(batch_sizes), tuple(seq_lens), tuple(cells), notes=tuple(loaded.notes))
+                uncounted.update(count.operators.uncounted)
+
+    traced(loaded, work)
+    return FlopsGrid(loaded.description, tuple(batch_sizes), tuple(seq_lens), tuple(cells), notes=tuple(loaded.notes),
+                     uncounted_ops=tuple(sorted(uncounted.items())))
 
 
 # --------------------------------------------------------------------------------------------
 # aggregation
 
 
-def _components(recorder: Recorder, stock: dict[str, tuple[str, int, int]]) -> list[ComponentRow]:
+def _layer_kind(module: "nn.Module", name: str) -> str:
+    """The layer type of ``name`` (classify.layer_type, with its ancestors); "Other" when it is not a submodule."""
+    from lstm_inspect.analyses.classify import layer_type
+
+    try:
+        owner = module.get_submodule(name) if name else module
+    except AttributeError:
+        return "Other"
+    parts = name.split(".") if name else []
+    chain = [module] + [module.get_submodule(".".join(parts[:k])) for k in range(1, len(parts))]
+    return layer_type(owner, chain)
+
+
+def _components(recorder: Recorder, stock: dict[str, tuple[str, int, int]],
+                module: "nn.Module | None" = None) -> list[ComponentRow]:
     from lstm_inspect.analyses.classify import component
 
     rows: list[ComponentRow] = []
@@ -289,10 +352,31 @@ def _components(recorder: Recorder, stock: dict[str, tuple[str, int, int]]) -> l
                 label = f"recurrent layer {d.layer} · {'reverse' if d.direction else 'forward'}"
                 rows.append(ComponentRow(label, m.name, d.macs, 2 * d.macs + d.elementwise, d.cell_steps))
             continue
-        kind = {"Embedding": "Embedding", "Linear": "Linear/Conv"}.get(m.type, "Other")
-        rows.append(ComponentRow(component(m.name, kind), m.name, m.macs, 2 * m.macs + m.elementwise))
+        kind = _layer_kind(module, m.name) if module is not None else {
+            "Embedding": "Embedding", "Linear": "Linear/Conv"}.get(m.type, "Other")
+        label = _OPERATOR_COMPONENTS.get(kind) or component(m.name, kind)
+        rows.append(ComponentRow(label, m.name, m.macs, 2 * m.macs + m.elementwise))
     for name, (_kind, macs, flops) in stock.items():
         rows.append(ComponentRow("other", name, macs, flops))
+    return rows
+
+
+#: Component labels for what the operator pass counted, by the layer type of the module that ran it.
+_OPERATOR_COMPONENTS = {"Attention": "attention", "Recurrent": "recurrent", "Feed-forward": "feed-forward",
+                        "Normalization": "normalization", "Embedding": "embedding"}
+
+
+def _operator_components(module: "nn.Module", operators: OperatorTally) -> list[ComponentRow]:
+    """One row per module that ran counted ops outside the hooks, labelled by what it is or sits inside."""
+    from lstm_inspect.analyses.classify import component
+
+    rows = []
+    for o in operators.owners.values():
+        if not (o.macs or o.elementwise):
+            continue
+        kind = _layer_kind(module, o.name)
+        label = _OPERATOR_COMPONENTS.get(kind) or component(o.name, kind)
+        rows.append(ComponentRow(label, o.name or "(root)", o.macs, 2 * o.macs + o.elementwise))
     return rows
 
 

@@ -35,6 +35,7 @@ class ModuleRow:
     flops: int
     calls: int
     stock: bool = False      # counted by thop's stock hook (its own convention), not ours
+    counted_by: str = "hook"  # "hook" (our exact formulas), "thop_stock", or "operators" (the operator pass)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class FlopsReport(Rendered):
     packed: PackedComparison | None
     time: TimeEstimate | None
     notes: tuple[str, ...]
+    uncounted_ops: tuple[tuple[str, int], ...] = ()    # (aten op, calls) that ran without a formula
 
     @property
     def elementwise_flops(self) -> int:
@@ -118,6 +120,7 @@ class FlopsGrid(Rendered):
     seq_lens: tuple[int, ...]
     cells: tuple[GridCell, ...]
     notes: tuple[str, ...]
+    uncounted_ops: tuple[tuple[str, int], ...] = ()
 
     def cell(self, batch: int, seq: int) -> GridCell:
         return next(c for c in self.cells if c.batch_size == batch and c.seq_len == seq)

@@ -79,7 +79,7 @@ def flops(
         loaded = model_opts.load()
         grid = count_grid(loaded, bs, ss)
         emit(grid, as_json=json_output, to_json=grid_json, to_rich=grid_rich, output=output, width=output_width(ctx))
-        actual = grid.max_macs
+        actual, uncounted = grid.max_macs, grid.uncounted_ops
     else:
         seq_given = seq is not None
         if lengths is not None and batch is not None:
@@ -102,10 +102,10 @@ def flops(
         report = count_flops(loaded, batch=batch, seq=seq, lengths=lens, accelerator=accelerator,
                              peak_tflops=peak_tflops, dtype=dtype)
         emit(report, as_json=json_output, to_json=flops_json, to_rich=flops_rich, output=output, width=output_width(ctx))
-        actual = report.macs
+        actual, uncounted = report.macs, report.uncounted_ops
     from lstm_inspect.analyses.flops import nothing_counted
 
-    empty = nothing_counted(loaded.module, actual)
+    empty = nothing_counted(loaded.module, actual, uncounted)
     limits.enforce(macs=None if empty else actual, missing={"macs": empty or ""})
     if empty:  # "0 MACs" is not a figure CI may pass on
         raise AnalysisFailed(empty)

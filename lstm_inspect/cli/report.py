@@ -69,6 +69,6 @@ def report(
     flops_note = next((n.removeprefix("flops: ") for n in result.notes if n.startswith("flops: ")), "")
     memory_note = next((n.removeprefix("memory: ") for n in result.notes if n.startswith("memory: ")), "")
     flops = result.flops
-    empty = nothing_counted(loaded.module, flops.macs) if flops is not None else None
+    empty = nothing_counted(loaded.module, flops.macs, flops.uncounted_ops) if flops is not None else None
     limits.enforce(params=result.params.total, macs=flops.macs if flops is not None and not empty else None,
                    memory=result.memory, missing={"macs": empty or flops_note, "memory": memory_note})

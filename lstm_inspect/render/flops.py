@@ -31,7 +31,7 @@ def flops_json(report: FlopsReport) -> dict[str, Any]:
         "modules": [
             {"name": m.name, "type": m.type, "macs": m.macs, "flops": m.flops, "calls": m.calls,
              "macs_ratio": _ratio(m.macs, report.macs), "flops_ratio": _ratio(m.flops, report.flops),
-             "thop_stock": m.stock}
+             "thop_stock": m.stock, "counted_by": m.counted_by}
             for m in report.modules
         ],
         "components": [
@@ -49,6 +49,7 @@ def flops_json(report: FlopsReport) -> dict[str, Any]:
         "thop_raw": {"ops": report.thop_raw, "includes": THOP_RAW_INCLUDES},
         "packed": None,
         "time_estimate": _time_json(report.time) if report.time else None,
+        "uncounted_ops": _uncounted_json(report.uncounted_ops),
         "notes": list(report.notes),
     }
     if report.packed is not None:
@@ -83,8 +84,13 @@ def grid_json(grid: FlopsGrid) -> dict[str, Any]:
                   for c in grid.cells],
         "convention": FLOPS_CONVENTION,
         "training_rule": TRAINING_RULE,
+        "uncounted_ops": _uncounted_json(grid.uncounted_ops),
         "notes": list(grid.notes),
     })
+
+
+def _uncounted_json(ops: tuple[tuple[str, int], ...]) -> list[dict[str, Any]]:
+    return [{"op": op, "calls": calls} for op, calls in ops]
 
 
 def _seconds(s: float) -> str:
@@ -163,6 +169,8 @@ def flops_rich(report: FlopsReport) -> list:
 
     if report.time is not None:
         out.append(_time_table(report.time))
+    if report.uncounted_ops:
+        out.append(_uncounted_table(report.uncounted_ops))
 
     out.append(Text(f"convention: {FLOPS_CONVENTION}", style="dim"))
     out.append(Text(f"training: {TRAINING_RULE}", style="dim"))
@@ -170,6 +178,17 @@ def flops_rich(report: FlopsReport) -> list:
     for note in report.notes:
         out.append(Text(f"note: {note}", style="dim"))
     return out
+
+
+def _uncounted_table(ops: tuple[tuple[str, int], ...]):
+    from rich.table import Table
+
+    table = Table(title="Ran without a formula (not in the counts)", title_justify="left", header_style="bold")
+    table.add_column("aten op", overflow="fold")
+    table.add_column("calls", justify="right")
+    for op, calls in ops:
+        table.add_row(op, grouped(calls))
+    return table
 
 
 def _component_label(c) -> str:
@@ -220,5 +239,8 @@ def grid_rich(grid: FlopsGrid) -> list:
         table.add_column(str(s), justify="right")
     for b in grid.batch_sizes:
         table.add_row(str(b), *(human_count(grid.cell(b, s).macs, "MACs") for s in grid.seq_lens))
-    return [table, Text(f"convention: {FLOPS_CONVENTION}", style="dim"),
-            Text("FLOPs per cell and exact integers: --json", style="dim")]
+    out = [table, Text(f"convention: {FLOPS_CONVENTION}", style="dim"),
+           Text("FLOPs per cell and exact integers: --json", style="dim")]
+    if grid.uncounted_ops:
+        out.append(_uncounted_table(grid.uncounted_ops))
+    return out
