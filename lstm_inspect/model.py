@@ -91,8 +91,6 @@ def packed_recurrent(stack: Sequence[nn.RNNBase], embedded: torch.Tensor, length
 
 
 def _is_fake(t: torch.Tensor) -> bool:
-    import sys
+    from lstm_inspect.torch_adapters import is_fake
 
-    # a fake tensor exists only once its module is loaded; importing it just to ask costs ~1 s
-    module = sys.modules.get("torch._subclasses.fake_tensor")
-    return module is not None and module.is_fake(t)
+    return is_fake(t)

@@ -147,7 +147,7 @@ def packing_by_shape() -> Iterator[None]:
     from lstm_inspect.model import _is_fake
 
     vf = torch._VF
-    names = ("_pack_padded_sequence", "_pad_packed_sequence")
+    from lstm_inspect.torch_adapters import PACKING_KERNELS as names
     saved = {name: vars(vf).get(name) for name in names}
     real = {name: getattr(vf, name) for name in names}   # real tensors (a measurement meanwhile) keep the kernels
 

@@ -211,9 +211,14 @@ def largest_batch(estimate: Callable[[int, int], int], seq: int, room: int) -> B
 
 
 def _notes(method: str, mode: str, optimizer: str, device, lengths) -> tuple[str, ...]:
+    from lstm_inspect import torch_adapters
+
     notes = []
     if method in ("estimate", "both"):
         notes.append("estimate: storage bytes of a fake-tensor run of the CPU kernels (nothing allocated)")
+        if not torch_adapters.validated():
+            notes.append(f"the estimate's oneDNN terms were validated on torch {', '.join(torch_adapters.VALIDATED_TORCH)}; "
+                         f"this is torch {torch_adapters.torch_minor()}: compare with --method both")
         if device is not None and device.type == "cuda":
             notes.append("estimate follows the CPU kernels: cuDNN's own workspace and kernel choices on CUDA differ")
     if mode == "train":

@@ -9,6 +9,7 @@ as peak − baseline, because weights and inputs exist before tracking starts an
 """
 
 from __future__ import annotations
+from lstm_inspect.torch_adapters import mkldnn_hidden_and_batch, mkldnn_layer, mkldnn_training
 
 import weakref
 from typing import TYPE_CHECKING, Any, Callable
@@ -79,22 +80,22 @@ def _transient_bytes(func, args) -> int:
     in oneDNN's layout (float32) before copying them out, plus the same scratchpad.
     All of it lives only during the call, so it raises the peak without changing what is live after.
     """
-    name = getattr(func, "__name__", "")
-    if not name.startswith("mkldnn_rnn_layer") or len(args) < 3:
+    layer = mkldnn_layer(func)
+    if layer is None or len(args) < 3:
         return 0
     x, w_ih, w_hh = args[0], args[1], args[2]
     weights = w_ih.numel() + w_hh.numel()
     elem = x.element_size()
     gates = w_ih.shape[0]                       # 4·H
     steps_times_batch = x.numel() // x.shape[-1] if x.dim() else 0
-    if name.startswith("mkldnn_rnn_layer_backward"):
+    if layer == "backward":
         # The reordered weights (elem bytes each) and the float32 gradient accumulators (the weight
         # gradients it returns are float32 too, cast down afterwards: those are real outputs).
         per_weight = elem + 4
     else:
         per_weight = elem
     scratch = steps_times_batch * gates * elem
-    inference = name.startswith("mkldnn_rnn_layer.") and len(args) > 15 and not bool(args[15])
+    inference = layer == "forward" and mkldnn_training(args) is False
     if inference and x.dim() == 3 and x.shape[1] == 1:
         scratch *= 2  # inference on a batch of one takes another oneDNN kernel: its scratchpad is twice the gates
     return int(weights * per_weight + scratch)
@@ -109,13 +110,12 @@ def _rnn_workspace_bytes(func, args) -> int:
     profiler's allocation events on this torch: ``T·B·3·(ld(4H) + ld(H)) + 16·B·ld(H)`` elements,
     within 1% from H = 64 to 768, B = 1 to 16, T = 10 to 256.
     """
-    name = getattr(func, "__name__", "")
-    if not name.startswith("mkldnn_rnn_layer.") or len(args) < 16 or not bool(args[15]):
+    if mkldnn_layer(func) != "forward" or not mkldnn_training(args):
         return 0
-    x, hidden = args[0], int(args[10])
+    x = args[0]
+    hidden, batch = mkldnn_hidden_and_batch(args)
     elem = 4  # oneDNN keeps the workspace of float32 and of reduced-precision layers in float32 lines
     steps_times_batch = x.numel() // x.shape[-1] if x.dim() else 0
-    batch = int(args[5].shape[-2]) if args[5].dim() >= 2 else 1
 
     def ld(n: int) -> int:
         per_line = 64 // elem

@@ -104,22 +104,13 @@ def peak_increment(prof: Any) -> int:
 
 def cpu_allocation_events(prof: Any) -> list[tuple[int, int, int]]:
     """``(time_ns, alloc_size, total_allocated)`` of every CPU allocation/free in a profile."""
-    try:
-        from torch._C._profiler import _EventType
+    from lstm_inspect.torch_adapters import profiler_allocations
 
-        roots = prof.profiler.kineto_results.experimental_event_tree()
+    try:
+        events = profiler_allocations(prof)
     except (AttributeError, ImportError) as exc:  # the profiler's event tree is not a public API
         raise AnalysisFailed(f"this torch's profiler does not expose memory events ({exc}); use --method estimate") from None
-    events: list[tuple[int, int, int]] = []
-    stack = list(roots)
-    while stack:
-        node = stack.pop()
-        if node.tag == _EventType.Allocation:
-            fields = node.extra_fields
-            if fields.device.type == "cpu":
-                events.append((int(node.start_time_ns), int(fields.alloc_size), int(fields.total_allocated)))
-        stack.extend(node.children)
-    return events
+    return [(time, size, total) for time, size, total, device in events if device == "cpu"]
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
