@@ -62,10 +62,12 @@ def named(module: "nn.Module", names: tuple[str, ...]) -> "nn.Module | None":
 def out_features(module: "nn.Module | None") -> int | None:
     if module is None:
         return None
-    if hasattr(module, "out_features"):
-        return int(module.out_features)
-    if hasattr(module, "nf"):        # transformers' Conv1D: weight [in, out]
-        return int(module.nf)
+    features = getattr(module, "out_features", None)
+    if isinstance(features, int):
+        return features
+    nf = getattr(module, "nf", None)    # transformers' Conv1D: weight [in, out]
+    if isinstance(nf, int):
+        return nf
     weight = getattr(module, "weight", None)
     return int(weight.shape[0]) if weight is not None and weight.dim() >= 1 else None
 
@@ -96,9 +98,10 @@ def head_counts(attn: "nn.Module", config: Any) -> tuple[int | None, int | None]
         return 0, 0
     q, k = named(attn, Q_NAMES), named(attn, K_NAMES)
     head_dim = getattr(attn, "head_dim", None) or config_head_dim(config)
-    heads = out_features(q) // head_dim if q is not None and head_dim and out_features(q) else first_attr(
+    q_rows, k_rows = out_features(q), out_features(k)
+    heads = q_rows // head_dim if q_rows and head_dim else first_attr(
         (attn, config), ("num_heads", "n_head", "num_attention_heads"))
-    kv_heads = out_features(k) // head_dim if k is not None and head_dim and out_features(k) else first_attr(
+    kv_heads = k_rows // head_dim if k_rows and head_dim else first_attr(
         (attn, config), ("num_key_value_heads", "num_kv_heads"))
     return heads, kv_heads if kv_heads is not None else heads
 

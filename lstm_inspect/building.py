@@ -162,18 +162,21 @@ def is_size_overflow(exc: BaseException) -> bool:
     long long" (a dimension): the input was too large, not the model broken.
     """
     seen = 0
-    while exc is not None and seen < 8:
-        if "overflow" in str(exc).lower():
+    current: BaseException | None = exc
+    while current is not None and seen < 8:
+        if "overflow" in str(current).lower():
             return True
-        exc = exc.__cause__ or exc.__context__
+        current = current.__cause__ or current.__context__
         seen += 1
     return False
 
 
 def too_large(where: str, exc: BaseException, fields: tuple[str, ...] = ()) -> InvalidInput:
     """The one-line refusal of a sample input too large to trace (``where`` names the options)."""
-    while (exc.__cause__ or exc.__context__) is not None and is_size_overflow(exc.__cause__ or exc.__context__):
-        exc = exc.__cause__ or exc.__context__  # torch's own words, not a wrapper's
+    inner = exc.__cause__ or exc.__context__
+    while inner is not None and is_size_overflow(inner):
+        exc = inner   # torch's own words, not a wrapper's
+        inner = exc.__cause__ or exc.__context__
     detail = first_line(exc)
     return InvalidInput(f"{where}: too large to trace: a tensor of the forward pass would not fit in 64-bit sizes "
                         f"({detail}); give smaller values", fields=fields)

@@ -138,7 +138,7 @@ def directory_of_regular_files(path: str | os.PathLike, where: str, *, limit: in
     """Every entry of the directory ``path`` is a regular file or a directory (links followed): a library
     that reads the directory (a tokenizer) must not open a FIFO or a device in it."""
     try:
-        with os.scandir(path) as entries:
+        with os.scandir(os.fspath(path)) as entries:
             for count, entry in enumerate(entries):
                 if count >= limit:
                     return

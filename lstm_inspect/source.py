@@ -9,7 +9,6 @@ from lstm_inspect.errors import InvalidInput
 from lstm_inspect.spec import ModelSpec
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
 

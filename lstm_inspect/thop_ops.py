@@ -87,7 +87,7 @@ def _steps(m: "nn.Module", x: tuple) -> tuple[int, int]:
 def _add_ops(m: "nn.Module", macs: int) -> None:
     import torch
 
-    m.total_ops += torch.tensor([float(macs)], dtype=torch.float64)
+    m.total_ops += torch.tensor([float(macs)], dtype=torch.float64)  # type: ignore[operator]
 
 
 def make_custom_ops(recorder: Recorder) -> dict[type, Callable[..., None]]:
@@ -145,7 +145,7 @@ def make_custom_ops(recorder: Recorder) -> dict[type, Callable[..., None]]:
 
     def conv1d(m: "nn.Module", x: tuple, y: Any) -> None:
         # transformers' Conv1D (GPT-2's projections) is a Linear with a transposed weight [nx, nf]
-        nx, nf = (int(s) for s in m.weight.shape)
+        nx, nf = (int(s) for s in m.weight.shape)  # type: ignore[union-attr]
         rows = int(y.numel()) // nf
         record = recorder.module(m)
         record.macs += rows * nx * nf
@@ -154,7 +154,7 @@ def make_custom_ops(recorder: Recorder) -> dict[type, Callable[..., None]]:
         record.output_elements += int(y.numel())
         _add_ops(m, rows * nx * nf)
 
-    ops = {nn.LSTM: recurrent, nn.GRU: recurrent, nn.RNN: recurrent, nn.Linear: linear, nn.Embedding: embedding}
+    ops: dict[type, Callable[..., None]] = {nn.LSTM: recurrent, nn.GRU: recurrent, nn.RNN: recurrent, nn.Linear: linear, nn.Embedding: embedding}
     conv1d_class = _transformers_conv1d()
     if conv1d_class is not None:
         ops[conv1d_class] = conv1d

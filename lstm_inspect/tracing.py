@@ -68,11 +68,11 @@ def shape_copy(loaded: "LoadedModel", *, fake: bool = False) -> Iterator[tuple["
             if isinstance(sub, nn.RNNBase):
                 sub.forward = types.MethodType(_recurrent_shapes, sub)
             elif isinstance(sub, nn.Linear):
-                sub.forward = types.MethodType(_linear_shapes, sub)
+                sub.forward = types.MethodType(_linear_shapes, sub)  # type: ignore[method-assign]
         yield module, contextlib.nullcontext(), "meta"
         return
-    with fake_copy(loaded, shape_only_recurrent=True) as (fake, mode):
-        yield fake, mode, "cpu"
+    with fake_copy(loaded, shape_only_recurrent=True) as (fake_module, mode):
+        yield fake_module, mode, "cpu"
 
 
 def traced(loaded: "LoadedModel", work: Callable[..., Any], fallbacks: list[str] | None = None) -> Any:
@@ -273,7 +273,7 @@ def _check_recurrent_input(self, input, hx) -> None:
         if input.dim() not in (2, 3):
             fail(f"input must have 2 (unbatched) or 3 dimensions, got {input.dim()} ({list(input.shape)})")
         batched = input.dim() == 3
-        batch = (input.shape[0] if self.batch_first else input.shape[1]) if batched else None
+        batch = (int(input.shape[0] if self.batch_first else input.shape[1]) if batched else None)  # type: ignore[assignment]
         x = input
     if x.shape[-1] != self.input_size:
         fail(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}")

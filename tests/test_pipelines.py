@@ -14,7 +14,6 @@ import stat
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from lstm_inspect.analyses.params import count_params
 from lstm_inspect.cli import app
-from lstm_inspect.errors import AnalysisFailed, InvalidInput
+from lstm_inspect.errors import AnalysisFailed
 from lstm_inspect.sources import resolve_source
 from lstm_inspect.sources.checkpoint import TensorInfo
 from lstm_inspect.sources.layout import builtin_spec, read_layout

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
 from typer.testing import CliRunner
 
 from lstm_inspect.cli import app

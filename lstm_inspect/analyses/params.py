@@ -176,6 +176,7 @@ def _shares(tensors: list[TensorRow], total: int, key: str, order: tuple[str, ..
 
 def _closed_form_checks(loaded: "LoadedModel", tensors: list[TensorRow]) -> tuple[ClosedFormCheck, ...]:
     spec = loaded.spec
+    assert spec is not None   # the built-in family only
     by_component: dict[str, int] = {}
     by_layer: dict[int, int] = {}
     for t in tensors:

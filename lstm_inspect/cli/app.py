@@ -88,7 +88,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 class LstmInspectGroup(TyperGroup):
     """Runs a command; maps every expected failure to ``error: ...`` and its exit code."""
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
              complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
         from lstm_inspect.cli import streams
 
@@ -120,7 +120,7 @@ class LstmInspectGroup(TyperGroup):
                               standalone_mode=False, **extra)
         except typer.TyperException as exc:  # Typer's usage errors (bad option, bad value...)
             if type(exc).__name__ == "NoArgsIsHelpError":
-                exc.show()  # no arguments: the help text, as with --help
+                exc.show()  # type: ignore[attr-defined]  # no arguments: the help text, as with --help
                 return 0
             message = exc.format_message()
             ctx = getattr(exc, "ctx", None)

@@ -71,11 +71,12 @@ class Limits:
             if memory is None:
                 unchecked.append(f"--max-memory: {missing.get('memory', 'no memory figure')}")
             else:
-                worst = max((c for c in memory.cells if c.bytes is not None), key=lambda c: c.bytes, default=None)
-                if worst is not None:
+                figures = [(c.bytes, c) for c in memory.cells if c.bytes is not None]
+                if figures:
+                    size, worst = max(figures, key=lambda pair: pair[0])
                     budgets.append(Budget("--max-memory",
                                           f"memory increment of batch {worst.batch_size} × seq {worst.seq_len}",
-                                          self.memory, int(worst.bytes), human_bytes))
+                                          self.memory, size, human_bytes))
                 lacking = [c for c in memory.cells if c.bytes is None]
                 if lacking or worst is None:
                     unchecked.append(f"--max-memory: {memory.failures(lacking)}")

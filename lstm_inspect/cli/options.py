@@ -114,7 +114,7 @@ def _spec_params() -> list[tuple[str, Any, Any]]:
         shown = "off (biases kept)" if f.name in _NEGATED else (str(default).lower() if isinstance(default, bool) else str(default))
         kind = bool if f.name in _NEGATED else type(default)
         option = _opt(decl, help=f"{text} Default: {shown}.", show_default=False)
-        out.append((_NEGATED.get(f.name, f.name), Annotated[Optional[kind], option], None))  # type: ignore[valid-type]
+        out.append((_NEGATED.get(f.name, f.name), Annotated[Optional[kind], option], None))
     return out
 
 

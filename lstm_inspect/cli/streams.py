@@ -179,8 +179,8 @@ def guarded() -> Iterator[None]:
         _occupy_closed_descriptors()
     out = sys.stdout if sys.stdout is not None else _Closed()
     err = sys.stderr if sys.stderr is not None else open(os.devnull, "w", encoding="utf-8")
-    sys.stdout = _Stream(out, "stdout")  # type: ignore[assignment]
-    sys.stderr = _Stream(err, "stderr")  # type: ignore[assignment]
+    sys.stdout = _Stream(out, "stdout")  # type: ignore[arg-type]
+    sys.stderr = _Stream(err, "stderr")
     try:
         yield
     finally:

@@ -21,7 +21,7 @@ def read_mapping(path: Path) -> dict[str, Any]:
             try:
                 import tomllib
             except ModuleNotFoundError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
+                import tomli as tomllib
             data = tomllib.loads(text)
         else:
             data = json.loads(text)

@@ -83,7 +83,7 @@ def has_builtin(model_type: str, auto_class: str) -> bool:
         from transformers.models.auto import modeling_auto
         from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
-    mappings = {"AutoConfig": CONFIG_MAPPING_NAMES, "AutoModel": modeling_auto.MODEL_MAPPING_NAMES,
+    mappings: dict[str, Any] = {"AutoConfig": CONFIG_MAPPING_NAMES, "AutoModel": modeling_auto.MODEL_MAPPING_NAMES,
                 "AutoModelForCausalLM": modeling_auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES}
     # Classes the analysis never builds (a tokenizer, a sequence classifier) cannot run through it.
     return model_type in mappings.get(auto_class, CONFIG_MAPPING_NAMES)

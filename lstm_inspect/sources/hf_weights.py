@@ -306,7 +306,7 @@ def _fix_block(index: int, block: nn.Module, config: Any) -> None:
                     reason = (f"layer {index} has {heads} query heads for {kv_heads} key/value heads, not a whole "
                               "multiple")
                 else:
-                    attn.num_key_value_groups = heads // kv_heads
+                    setattr(attn, "num_key_value_groups", heads // kv_heads)
                     for attr, value in (("num_heads", heads), ("num_attention_heads", heads),
                                         ("num_key_value_heads", kv_heads), ("num_kv_heads", kv_heads)):
                         if isinstance(getattr(attn, attr, None), int):
@@ -319,7 +319,7 @@ def _fix_block(index: int, block: nn.Module, config: Any) -> None:
     if mlp is not None and not isinstance(mlp, ZeroMLP) and isinstance(getattr(mlp, "intermediate_size", None), int):
         up = named(mlp, UP_NAMES) or named(mlp, GATE_NAMES)
         if isinstance(up, nn.Linear):
-            mlp.intermediate_size = up.out_features
+            setattr(mlp, "intermediate_size", up.out_features)
 
 
 # --------------------------------------------------------------------------------------------
