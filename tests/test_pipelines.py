@@ -270,3 +270,23 @@ def test_a_cache_variable_naming_a_file_is_one_line(tmp_path):
         assert result.exit_code == 2, result.output
         assert result.stderr.strip() == f"error: {name}={afile}: is a regular file, not a directory; point it at a " \
                                         "folder or unset it"
+
+
+@pytest.mark.parametrize("body, said", [("import sys; sys.exit(0)", "sys.exit(0)"),
+                                        ("raise Bail('stop')", "Bail: stop")])
+def test_a_forward_that_exits_or_raises_a_base_exception_is_exit_3(tmp_path, monkeypatch, body, said):
+    """Not only the factory: a model's forward that calls sys.exit or raises a BaseException subclass."""
+    name = f"exiting_models_{abs(hash(body))}"   # a module name per case: imports are cached
+    (tmp_path / f"{name}.py").write_text(
+        "import torch\n"
+        "class Bail(BaseException):\n    pass\n"
+        "class M(torch.nn.Module):\n"
+        "    def __init__(self):\n        super().__init__(); self.l = torch.nn.Linear(4, 4)\n"
+        f"    def forward(self, x):\n        {body}\n"
+        "def make():\n    return M()\n")
+    monkeypatch.chdir(tmp_path)
+    for command in ("flops", "structure"):
+        result = CliRunner().invoke(app, [command, "--model", f"{name}:make"])
+        assert result.exit_code == 3, (command, result.output)
+        assert result.stderr.strip().startswith("error: ") and said in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Callable, Mapping, Optional
 
 import typer
 
-from lstm_inspect.errors import InvalidInput, LstmInspectError
+from lstm_inspect.errors import AnalysisFailed, InvalidInput, LstmInspectError, first_line
 from lstm_inspect.grid import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS, MAX_AXIS_VALUE, as_text
 
 if TYPE_CHECKING:
@@ -155,8 +155,17 @@ def user_code_quiet(func: Callable[..., Any]) -> Callable[..., Any]:
         from lstm_inspect.paths import check_cache_variables
 
         check_cache_variables()
-        with user_code_prints_to_stderr():
-            return func(*args, **kwargs)
+        try:
+            with user_code_prints_to_stderr():
+                return func(*args, **kwargs)
+        except SystemExit as exc:   # our commands never call sys.exit: this came from the model's code
+            raise AnalysisFailed(f"the model's code called sys.exit({exc.code!r}) during the analysis") from None
+        except (KeyboardInterrupt, GeneratorExit):
+            raise
+        except BaseException as exc:  # noqa: BLE001 - a BaseException subclass from the model's code
+            if isinstance(exc, Exception):
+                raise
+            raise AnalysisFailed(f"the model's code raised {type(exc).__name__}: {first_line(exc)}") from None
 
     return run
 
