@@ -9,10 +9,12 @@ larger than its bound is not a spec or a list of lengths; it is refused without 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
 from pathlib import Path
+from typing import Iterator
 
 from lstm_inspect.errors import AnalysisFailed, InvalidInput
 
@@ -165,3 +167,20 @@ def check_cache_variables() -> None:
         if info is not None and not stat.S_ISDIR(info.st_mode):
             raise InvalidInput(f"{name}={value}: is {kind(info.st_mode)}, not a directory; point it at a folder "
                                "or unset it")
+
+
+@contextlib.contextmanager
+def cwd_importable() -> Iterator[None]:
+    """The current directory on the import path while the block runs (a user's ``mymodels.py`` beside them),
+    and off it again afterwards: loading one model leaves ``sys.path`` as it was."""
+    import sys
+
+    cwd = os.getcwd()
+    added = cwd not in sys.path
+    if added:
+        sys.path.insert(0, cwd)
+    try:
+        yield
+    finally:
+        if added and cwd in sys.path:
+            sys.path.remove(cwd)

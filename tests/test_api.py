@@ -59,3 +59,13 @@ def test_exports_are_listed_and_typed():
     from importlib.resources import files
 
     assert files("lstm_inspect").joinpath("py.typed").is_file()
+
+
+def test_loading_a_factory_leaves_the_import_path_as_it_was(tmp_path, monkeypatch):
+    import sys
+
+    (tmp_path / "path_probe_models.py").write_text("import torch\ndef make():\n    return torch.nn.Linear(2, 3)\n")
+    monkeypatch.chdir(tmp_path)
+    before = list(sys.path)
+    assert inspect_model("path_probe_models:make").params().total == 2 * 3 + 3
+    assert sys.path == before

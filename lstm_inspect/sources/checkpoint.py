@@ -107,30 +107,23 @@ def _pickled_classes(path: Path, text: str) -> list[str]:
 
 def load_pickle_trusted(path: Path) -> Any:
     """Unpickle ``path`` for real (its code runs): only after the user's ``--trust-pickle``."""
-    import os
-    import sys
-
     import torch
 
-    cwd = os.getcwd()
-    added = cwd not in sys.path
-    if added:   # the model's class is usually defined next to where the user runs the command
-        sys.path.insert(0, cwd)
+    from lstm_inspect.paths import cwd_importable
+
     try:
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-        except RuntimeError as exc:
-            if "mmap" not in str(exc):
-                raise
-            return torch.load(path, map_location="cpu", weights_only=False)
+        with cwd_importable():   # the model's class is usually defined next to where the user runs the command
+            try:
+                return torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+            except RuntimeError as exc:
+                if "mmap" not in str(exc):
+                    raise
+                return torch.load(path, map_location="cpu", weights_only=False)
     except (ImportError, AttributeError) as exc:
         raise AnalysisFailed(f"--model {path}: the pickle needs a class that cannot be imported here ({first_line(exc, 160, sentence=True)}); "
                              "run from the folder that holds its module, or save a state_dict") from None
     except Exception as exc:  # noqa: BLE001 - unpickling runs the file's code, which may fail in any way
         raise AnalysisFailed(f"--model {path}: unpickling failed: {first_line(exc, 160, sentence=True)}") from None
-    finally:
-        if added and cwd in sys.path:
-            sys.path.remove(cwd)
 
 
 def state_dict_infos(obj: Any, path: Path) -> dict[str, TensorInfo]:

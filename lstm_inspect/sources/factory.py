@@ -12,11 +12,10 @@ else says so with a ``sample_input`` attribute, on the returned module or on the
 from __future__ import annotations
 
 import importlib
-import os
 import re
-import sys
 from typing import Any, Callable
 
+from lstm_inspect.paths import cwd_importable
 from lstm_inspect.errors import AnalysisFailed, InvalidInput, first_line
 
 FACTORY = re.compile(r"^([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*):([A-Za-z_][\w]*(?:\.[A-Za-z_][\w]*)*)$")
@@ -28,18 +27,22 @@ def looks_like_factory(text: str) -> bool:
 
 def load_factory(text: str) -> tuple[Any, Callable[..., tuple] | None]:
     """``(module, sample_input or None)`` from ``package.module:factory``."""
-    import torch
-    from torch import nn
 
-    from lstm_inspect.building import skip_weight_init
 
     match = FACTORY.match(text)
     if not match:
         raise InvalidInput(f"--model {text!r}: a factory is written package.module:callable")
     module_name, attr_path = match.groups()
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    with cwd_importable():
+        return _load(text, module_name, attr_path)
+
+
+def _load(text: str, module_name: str, attr_path: str) -> tuple[Any, Callable[..., tuple] | None]:
+    import torch
+    from torch import nn
+
+    from lstm_inspect.building import skip_weight_init
+
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
