@@ -208,7 +208,7 @@ def resolve_device(name: str) -> "torch.device":
 
     text = ("auto" if name is None else name).strip().lower()
     if not text:
-        raise InvalidInput("--device needs a value: auto, cpu, cuda or cuda:N")
+        raise InvalidInput("device needs a value: auto, cpu, cuda or cuda:N", fields=("device",))
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if text == "cpu":
@@ -216,13 +216,14 @@ def resolve_device(name: str) -> "torch.device":
     if text == "cuda" or text.startswith("cuda:"):
         index_text = text[5:] if text.startswith("cuda:") else "0"
         if not index_text.isdigit():
-            raise InvalidInput(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+            raise InvalidInput(f"device must be auto, cpu, cuda or cuda:N, got {name!r}", fields=("device",))
         index = int(index_text)
         if not torch.cuda.is_available():
             warnings.warn(f"--device {name}: CUDA is not available here; using the CPU", LstmInspectWarning, stacklevel=2)
             return torch.device("cpu")
         count = torch.cuda.device_count()
         if index >= count:
-            raise InvalidInput(f"--device {name}: there {'is' if count == 1 else 'are'} only {count} CUDA device(s) (cuda:0..cuda:{count - 1})")
+            raise InvalidInput(f"device {name}: there {'is' if count == 1 else 'are'} only {count} CUDA device(s) "
+                               f"(cuda:0..cuda:{count - 1})", fields=("device",))
         return torch.device("cuda", index)
-    raise InvalidInput(f"--device must be auto, cpu, cuda or cuda:N, got {name!r}")
+    raise InvalidInput(f"device must be auto, cpu, cuda or cuda:N, got {name!r}", fields=("device",))

@@ -37,13 +37,21 @@ class InvalidInput(LstmInspectError):
 
 
 def as_flags(message: str, fields: tuple[str, ...]) -> str:
-    """``message`` with each of ``fields`` spelled as its command-line flag (``hidden_dim`` -> ``--hidden-dim``)."""
+    """``message`` with each of ``fields`` spelled as its command-line flag (``hidden_dim`` -> ``--hidden-dim``).
+
+    A name with an underscore is unambiguous and replaced wherever it stands; a plain word (``tokenizer``,
+    ``batch``) only where it names the field: at the start of the message or of a clause, not in prose
+    ("could not load a tokenizer").
+    """
     import re
 
+    clause = r"(?:^|(?<=; )|(?<=× )|(?<=\()|(?<=than )|(?<= and )|(?<= or )|(?<=use )|(?<=give )|(?<= to ))"
     for name in sorted(fields, key=len, reverse=True):
         if name.startswith("-"):   # already a flag
             continue
-        message = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", "--" + name.replace("_", "-"), message)
+        flag = "--" + name.replace("_", "-")
+        lead = r"(?<![\w-])" if "_" in name else clause
+        message = re.sub(lead + re.escape(name) + r"(?![\w-])", flag, message)
     return message
 
 

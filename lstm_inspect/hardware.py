@@ -29,8 +29,8 @@ class Accelerator:
         value = self.peak_tflops.get(dtype)
         if value is None:
             have = ", ".join(d for d, v in self.peak_tflops.items() if v is not None)
-            raise InvalidInput(f"--hardware {self.key}: no published {dtype} peak for {self.name}; use --dtype {have} "
-                               f"or give --peak-tflops")
+            raise InvalidInput(f"hardware {self.key}: no published {dtype} peak for {self.name}; use dtype {have} "
+                               f"or give peak_tflops", fields=("hardware", "dtype", "peak_tflops"))
         return value
 
 
@@ -80,11 +80,12 @@ def find_accelerator(name: str) -> Accelerator:
         if wanted and wanted in (_norm(acc.key), _norm(acc.name)):
             return acc
     known = ", ".join(acc.key for acc in ACCELERATORS)
-    raise InvalidInput(f"--hardware: unknown accelerator {name!r}; known: {known} (or give --peak-tflops)")
+    raise InvalidInput(f"hardware: unknown accelerator {name!r}; known: {known} (or give peak_tflops)",
+                       fields=("hardware", "peak_tflops"))
 
 
 def check_dtype(dtype: str) -> str:
     text = dtype.strip().lower()
     if text not in DTYPE_BYTES:
-        raise InvalidInput(f"--dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}")
+        raise InvalidInput(f"dtype must be one of {', '.join(DTYPE_BYTES)}, got {dtype!r}", fields=("dtype",))
     return text

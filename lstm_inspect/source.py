@@ -55,7 +55,7 @@ def token_batch_input(spec: ModelSpec | None) -> Callable[..., tuple]:
 
         if lengths is not None:
             if spec is None:
-                raise InvalidInput("--lengths (packed input) applies to the built-in model family only")
+                raise InvalidInput("lengths (packed input) applies to the built-in model family only", fields=("lengths",))
             batch, seq = len(lengths), max(lengths)
         shape = (batch, seq) if batch_first else (seq, batch)
         tokens = torch.zeros(shape, dtype=torch.long, device=device)

@@ -29,17 +29,20 @@ def vocab_from_tokenizer(name_or_dir: str) -> TokenizerVocab:
     not a hang. As in the source script, a tokenizer without a pad token gets one (+1).
     """
     if not name_or_dir or not name_or_dir.strip():
-        raise InvalidInput("--tokenizer needs a directory or a cached model name, got an empty value")
+        raise InvalidInput("tokenizer needs a directory or a cached model name, got an empty value", fields=("tokenizer",))
     from lstm_inspect.paths import directory_of_regular_files, stat_or_none
 
     path = Path(name_or_dir).expanduser()
-    where = f"--tokenizer {name_or_dir}"
-    info = stat_or_none(path, where)
-    looks_like_path = os.sep in name_or_dir or name_or_dir.startswith(".") or info is not None
-    if looks_like_path and (info is None or not stat.S_ISDIR(info.st_mode)):
-        raise InvalidInput(f"--tokenizer {name_or_dir!r}: no such directory")
-    if looks_like_path:
-        directory_of_regular_files(path, where)  # transformers must not open a FIFO or a device in it
+    where = f"tokenizer {name_or_dir}"
+    try:
+        info = stat_or_none(path, where)
+        looks_like_path = os.sep in name_or_dir or name_or_dir.startswith(".") or info is not None
+        if looks_like_path and (info is None or not stat.S_ISDIR(info.st_mode)):
+            raise InvalidInput(f"tokenizer {name_or_dir!r}: no such directory")
+        if looks_like_path:
+            directory_of_regular_files(path, where)  # transformers must not open a FIFO or a device in it
+    except InvalidInput as exc:   # the path helpers' message begins with ``where``: name the field
+        raise InvalidInput(str(exc), fields=("tokenizer",)) from None
 
     try:
         with offline():
@@ -51,11 +54,13 @@ def vocab_from_tokenizer(name_or_dir: str) -> TokenizerVocab:
     except Exception as exc:  # transformers raises OSError, ValueError, EnvironmentError...
         if "custom code" in str(exc):
             raise InvalidInput(
-                f"--tokenizer {name_or_dir!r}: the tokenizer needs its own Python code (auto_map) and lstm-inspect "
-                "never runs a directory's code; give a tokenizer transformers supports, or --vocab-size"
+                f"tokenizer {name_or_dir!r}: the tokenizer needs its own Python code (auto_map) and lstm-inspect "
+                "never runs a directory's code; give a tokenizer transformers supports, or vocab_size",
+                fields=("tokenizer", "vocab_size"),
             ) from None
         where = "that directory" if looks_like_path else "the local Hugging Face cache (no download is attempted)"
         raise InvalidInput(
-            f"--tokenizer {name_or_dir!r}: could not load a tokenizer from {where}: {first_line(exc)}"
+            f"tokenizer {name_or_dir!r}: could not load a tokenizer from {where}: {first_line(exc)}",
+            fields=("tokenizer",),
         ) from None
     return TokenizerVocab(name=name_or_dir, tokens=len(tokenizer), added_pad=tokenizer.pad_token is None)

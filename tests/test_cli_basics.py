@@ -97,8 +97,11 @@ def test_cuda_request_without_cuda_warns_and_falls_back(recwarn):
     assert resolve_device("auto").type == "cpu"
     for bad in ("tpu", "cuda:x", ""):
         if bad:
-            with pytest.raises(InvalidInput, match="--device must be"):
+            with pytest.raises(InvalidInput, match="^device must be") as info:   # the library names its field
                 resolve_device(bad)
+            from lstm_inspect.errors import as_flags
+
+            assert as_flags(str(info.value), info.value.fields).startswith("--device must be")   # the CLI, its flag
 
 
 def test_a_flag_given_with_its_default_value_still_overrides_the_model_source():

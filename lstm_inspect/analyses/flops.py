@@ -106,7 +106,8 @@ def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: s
         from lstm_inspect.building import is_size_overflow, too_large
 
         if is_size_overflow(exc):
-            raise too_large(where, exc) from None
+            raise too_large(where, exc, tuple(f for f in ("batch_sizes", "seq_lens", "batch", "seq", "lengths")
+                                              if f in where.split())) from None
         raise AnalysisFailed(f"counting a forward pass of {loaded.name} failed: {first_line(exc)}") from None
     from torch.nn.modules.conv import _ConvNd
 
@@ -181,7 +182,7 @@ def check_sample(batch: int, seq: int, lengths: Sequence[int] | None = None) -> 
         if not lengths or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in lengths):
             raise InvalidInput(f"lengths must be whole numbers of at least 1, got {list(lengths)!r}", fields=("lengths",))
         if seq < max(lengths):
-            raise InvalidInput(f"seq ({seq}) must be at least the longest of lengths ({max(lengths)})",
+            raise InvalidInput(f"seq ({seq}) must be at least max(lengths) ({max(lengths)})",
                                fields=("seq", "lengths"))
 
 
@@ -220,7 +221,7 @@ def count_flops(
             count, packed, thop_raw = _count_packed(module, loaded, mode, device, seq, lengths)
         else:
             inputs = _inputs(loaded, mode, device, batch, seq)
-            count = _profile(module, inputs, loaded, f"--batch {batch} × --seq {seq}")
+            count = _profile(module, inputs, loaded, f"batch {batch} × seq {seq}")
             packed, thop_raw = None, _stock_profile(module, inputs)
         return module, count, packed, thop_raw, param_numels(module)
 
@@ -260,9 +261,9 @@ def _count_packed(module: "nn.Module", loaded: "LoadedModel", mode: Any, device:
                   lengths: Sequence[int]) -> tuple[_Count, PackedComparison, int]:
     """The packed batch counted, next to the same sequences padded to ``seq``; thop's raw padded figure."""
     batch = len(lengths)
-    count = _profile(module, _inputs(loaded, mode, device, batch, seq, lengths), loaded, "--lengths")
+    count = _profile(module, _inputs(loaded, mode, device, batch, seq, lengths), loaded, "lengths")
     padded_inputs = _inputs(loaded, mode, device, batch, seq)
-    padded = _profile(module, padded_inputs, loaded, f"--lengths (padded to {batch} × {seq})")
+    padded = _profile(module, padded_inputs, loaded, f"lengths (padded to {batch} × {seq})")
     packed = PackedComparison(
         lengths=tuple(lengths), padded_batch=batch, padded_seq_len=seq,
         packed_cell_steps=sum(lengths), padded_cell_steps=batch * seq,
@@ -313,7 +314,7 @@ def count_grid(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens: Sequ
         for b in batch_sizes:
             for s in seq_lens:
                 count = _profile(module, _inputs(loaded, mode, device, b, s), loaded,
-                                 f"--batch-sizes × --seq-lens cell {b} × {s}")
+                                 f"batch_sizes × seq_lens cell {b} × {s}")
                 cells.append(GridCell(b, s, count.macs, count.flops))
                 uncounted.update(count.operators.uncounted)
 

@@ -86,7 +86,7 @@ def describe_structure(loaded: "LoadedModel", batch: int = 1, seq: int = 32) -> 
             shapes = output_shapes(loaded, batch, seq)
         except AnalysisFailed as exc:
             if is_size_overflow(exc):
-                raise too_large(f"--batch {batch} × --seq {seq}", exc) from None
+                raise too_large(f"batch {batch} × seq {seq}", exc, ("batch", "seq")) from None
             raise
     owner_of = {row.name: row.count for row in tensor_rows(loaded.module)}
     root = _node(loaded.module, "", "", shapes, owner_of)

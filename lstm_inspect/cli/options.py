@@ -67,7 +67,8 @@ class ModelOptions:
         if self.model is not None:
             from lstm_inspect.sources import resolve_source
 
-            return resolve_source(self.model, overrides=self.changed_fields(), trust_pickle=self.trust_pickle)
+            return resolve_source(self.model, overrides=self.changed_fields(), trust_pickle=self.trust_pickle,
+                                  origin="--model")
         from lstm_inspect.source import load_builtin
 
         return load_builtin(self.spec(), vocab_from=self.tokenizer)

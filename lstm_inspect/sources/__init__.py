@@ -39,7 +39,7 @@ NOT_IN_WEIGHTS = ("batch_first", "dropout")
 
 
 def resolve_source(text: str, *, overrides: Mapping[str, Any] | None = None, trust_pickle: bool = False,
-                   origin: str = "--model") -> LoadedModel:
+                   origin: str = "model") -> LoadedModel:
     """The model ``text`` names (see the module docstring), on meta where it can be.
 
     Args:
@@ -49,7 +49,7 @@ def resolve_source(text: str, *, overrides: Mapping[str, Any] | None = None, tru
             (``batch_first``, ``dropout``); transformers and factory sources take none.
         trust_pickle: load a whole pickled model with full unpickling (its code runs); otherwise such a
             file is refused without running anything.
-        origin: how messages name the source (``--model``, or a positional argument of compare).
+        origin: how messages name the source (the CLI passes ``--model``, or names compare's argument).
 
     Returns:
         The loaded model, with ``spec`` set when it is the built-in family with uniform layers.

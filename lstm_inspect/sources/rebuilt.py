@@ -137,7 +137,8 @@ class RebuiltRecurrentModel(nn.Module):
             from lstm_inspect.model import packed_recurrent
 
             if layout.head is not None and layout.head_on == LAST_STEP:
-                raise InvalidInput("--lengths (packed input) applies to models whose head runs at every time step")
+                raise InvalidInput("lengths (packed input) applies to models whose head runs at every time step",
+                                   fields=("lengths",))
             hidden = packed_recurrent(modules, hidden, lengths)
         else:
             for module in modules:
