@@ -56,6 +56,7 @@ class LayerDelta:
     norm: Delta | None = None
     changes: tuple[Change, ...] = ()   # num_heads, num_kv_heads, intermediate_size / hidden_size, input_size...
     is_zero_layer: bool = False        # the other model has nothing left of this layer (but its norms)
+    mixer: Delta | None = None         # a recurrent/SSM block (Mamba mixer, RWKV time mixing, mLSTM, RG-LRU)
 
 
 @dataclass(frozen=True)
@@ -221,14 +222,22 @@ def _decoder_deltas(la: LayerReport, lb: LayerReport) -> tuple[LayerDelta, ...]:
         attention = Delta(a.attention.total if a and a.attention else 0, b.attention.total if b and b.attention else 0)
         mlp = Delta(a.mlp.total if a and a.mlp else 0, b.mlp.total if b and b.mlp else 0)
         norm = Delta(a.norm if a else 0, b.norm if b else 0)
+        # a recurrent/SSM block is its own row part, never folded into attention
+        has_mixer = (a is not None and a.mixer is not None) or (b is not None and b.mixer is not None)
+        mixer = Delta(a.mixer.total if a and a.mixer else 0, b.mixer.total if b and b.mixer else 0) if has_mixer else None
         changes = []
         for name, get in (("num_heads", lambda l: l.attention.num_heads if l.attention else 0),
                           ("num_kv_heads", lambda l: l.attention.num_kv_heads if l.attention else 0),
                           ("intermediate_size", lambda l: l.mlp.intermediate_size if l.mlp else 0)):
             va, vb = (get(a) if a else 0), (get(b) if b else 0)
             changes.append(Change(name, va, vb))
+        if has_mixer:
+            for name, get in (("mixer", lambda l: l.mixer.kind if l.mixer else None),
+                              ("state_size", lambda l: l.mixer.state_size if l.mixer else None)):
+                changes.append(Change(name, get(a) if a else None, get(b) if b else None))
         out.append(LayerDelta(idx, None, total, attention, mlp, norm, tuple(changes),
-                              is_zero_layer=a is not None and not a.is_zero_layer and (b is None or b.is_zero_layer)))
+                              is_zero_layer=a is not None and not a.is_zero_layer and (b is None or b.is_zero_layer),
+                              mixer=mixer))
     return tuple(out)
 
 

@@ -236,7 +236,7 @@ def count_flops(
                      "charges the recurrent stack the padded rectangle")
 
     recorder = count.recorder
-    notes += _coverage_notes(loaded, count)
+    notes += _coverage_notes(loaded, count, module)
     checks: tuple[Check, ...] = ()
     expected = expected_layers(loaded)
     if expected is not None:
@@ -282,7 +282,25 @@ def _module_rows(count: _Count) -> tuple[ModuleRow, ...]:
     return tuple(rows)
 
 
-def _coverage_notes(loaded: "LoadedModel", count: _Count) -> list[str]:
+#: What the operator pass counted, in words, by the layer type of the module that ran it.
+_OPERATOR_KINDS = {"Attention": "attention products", "Recurrent": "the recurrent/state-space scan",
+                   "Feed-forward": "feed-forward functional calls", "Normalization": "norms"}
+
+
+def _operator_kinds(module: "nn.Module", ops: OperatorTally) -> str:
+    """The kinds of work the operator pass counted on this model (no "attention" where none ran)."""
+    kinds: list[str] = []
+    for o in ops.owners.values():
+        if o.macs or o.elementwise:
+            # the owner's own class counts too: GPT-2's attention products run in GPT2Attention itself
+            kind = _OPERATOR_KINDS.get(_owner_kind(module, o.name), "functional calls")
+            if kind not in kinds:
+                kinds.append(kind)
+    order = list(_OPERATOR_KINDS.values()) + ["functional calls"]
+    return ", ".join(sorted(kinds, key=order.index))
+
+
+def _coverage_notes(loaded: "LoadedModel", count: _Count, module: "nn.Module") -> list[str]:
     """What the count covers and what it does not."""
     notes = []
     if count.stock:
@@ -290,8 +308,8 @@ def _coverage_notes(loaded: "LoadedModel", count: _Count) -> list[str]:
                      "convolution's figure as MACs, any other module's (norms, pooling, activations) as element-wise FLOPs")
     ops = count.operators
     if ops.macs or ops.elementwise:
-        notes.append("operations outside the hooked modules (attention products, functional calls, closures, scans) "
-                     "are counted by the operator pass: matrix products as MACs, element-wise ops as FLOPs")
+        notes.append(f"operations outside the hooked modules ({_operator_kinds(module, ops)}) are counted by the "
+                     "operator pass: matrix products as MACs, element-wise ops as FLOPs")
     if ops.uncounted:
         listed = ", ".join(f"{op} ({calls})" for op, calls in sorted(ops.uncounted.items()))
         notes.append(f"ops that ran without a formula (not in these counts; calls in brackets): {listed}")
@@ -327,17 +345,32 @@ def count_grid(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens: Sequ
 # aggregation
 
 
+def _owner_kind(module: "nn.Module", name: str) -> str:
+    """The layer type of what runs *inside* module ``name``: its own class counts as an ancestor (GPT-2's
+    attention products run in GPT2Attention itself; RWKV's WKV recurrence in RwkvSelfAttention)."""
+    from torch import nn
+
+    from lstm_inspect.analyses.classify import layer_type
+
+    parts = name.split(".") if name else []
+    try:
+        chain = [module] + [module.get_submodule(".".join(parts[:k])) for k in range(1, len(parts) + 1)]
+    except AttributeError:
+        return "Other"
+    return layer_type(nn.Identity(), chain)
+
+
 def _layer_kind(module: "nn.Module", name: str) -> str:
     """The layer type of ``name`` (classify.layer_type, with its ancestors); "Other" when it is not a submodule."""
     from lstm_inspect.analyses.classify import layer_type
 
     try:
-        owner = module.get_submodule(name) if name else module
+        owner_module = module.get_submodule(name) if name else module
     except AttributeError:
         return "Other"
     parts = name.split(".") if name else []
     chain = [module] + [module.get_submodule(".".join(parts[:k])) for k in range(1, len(parts))]
-    return layer_type(owner, chain)
+    return layer_type(owner_module, chain)
 
 
 def _components(recorder: Recorder, stock: dict[str, tuple[str, int, int]],

@@ -48,6 +48,20 @@ class MlpDetail:
 
 
 @dataclass(frozen=True)
+class MixerDetail:
+    """A recurrent or state-space block inside a decoder layer (Mamba/Mamba2 mixer, RWKV time mixing, xLSTM's
+    mLSTM layer, RecurrentGemma's RG-LRU block): what mixes along the sequence instead of softmax attention."""
+
+    type: str                     # the module's class name
+    kind: str                     # selective_scan | ssd | wkv | mlstm | slstm | rg_lru | recurrent
+    total: int
+    state_size: int | None        # the SSM state per channel (Mamba/Mamba2 ``state_size``), where the model has one
+    num_heads: int | None         # Mamba2 / mLSTM heads
+    conv_kernel: int | None       # the short causal convolution's width
+    inner_size: int | None        # the width the scan runs at (Mamba's ``expand·hidden``, RG-LRU's ``lru_width``)
+
+
+@dataclass(frozen=True)
 class DecoderLayer:
     layer_idx: int
     path: str
@@ -56,6 +70,7 @@ class DecoderLayer:
     mlp: MlpDetail | None
     norm: int
     is_zero_layer: bool
+    mixer: MixerDetail | None = None   # a recurrent/SSM block (then ``attention`` is None unless it has both)
 
 
 @dataclass(frozen=True)
@@ -107,6 +122,10 @@ def describe_layers(loaded: "LoadedModel") -> LayerReport:
         hyper.update(_uniform_or_list("num_heads", [l.attention.num_heads for l in layers if l.attention]))
         hyper.update(_uniform_or_list("num_kv_heads", [l.attention.num_kv_heads for l in layers if l.attention]))
         hyper.update(_uniform_or_list("intermediate_size", [l.mlp.intermediate_size for l in layers if l.mlp]))
+        mixers = [l.mixer for l in layers if l.mixer]
+        if mixers:
+            hyper.update(_uniform_or_list("mixer", [m.kind for m in mixers]))
+            hyper.update(_uniform_or_list("state_size", [m.state_size for m in mixers]))
         return LayerReport("decoder", embedding_params, int(head_params), sum(l.total for l in layers),
                            decoder_layers=layers, hyperparameters=hyper)
     recurrent = _recurrent_layers(module)
@@ -145,14 +164,58 @@ def _params(module: "nn.Module | None") -> int | None:
 
 
 def decoder_layer(index: int, path: str, block: "nn.Module", config: Any) -> DecoderLayer:
+    from lstm_inspect.analyses.classify import RECURRENT_BLOCK
+
+    def is_norm(name: str, sub: "nn.Module") -> bool:
+        return "norm" in type(sub).__name__.lower() or name.lower().startswith(("ln", "norm"))
+
+    mixer_module = next((sub for name, sub in block.named_children()
+                         if not is_norm(name, sub) and RECURRENT_BLOCK.search(type(sub).__name__)), None)
     attention_module = child(block, ATTENTION_NAMES)
-    mlp_module = child(block, MLP_NAMES)
+    if attention_module is None:   # RecurrentGemma's ``temporal_block`` is attention in some layers
+        attention_module = next((sub for _n, sub in block.named_children()
+                                 if "attention" in type(sub).__name__.lower()), None)
+    if attention_module is not None and attention_module is mixer_module:   # RWKV's "attention" is its WKV recurrence
+        attention_module = None
+    # not a norm named after the MLP it precedes (xLSTM's ``norm_ffn``)
+    mlp_module = next((sub for name, sub in block.named_children()
+                       if not is_norm(name, sub) and any(n in name.lower() for n in MLP_NAMES)), None)
     attention = _attention(attention_module, config) if attention_module is not None else None
     mlp = _mlp(mlp_module) if mlp_module is not None else None
-    norm = sum(_params(child) or 0 for name, child in block.named_children()
-               if "norm" in type(child).__name__.lower() or name.lower().startswith(("ln", "norm")))
+    mixer = _mixer(mixer_module, config) if mixer_module is not None else None
+    norm = sum(_params(sub) or 0 for name, sub in block.named_children() if is_norm(name, sub))
     total = _params(block) or 0
-    return DecoderLayer(index, path, total, attention, mlp, int(norm), is_zero_layer=total == norm)
+    return DecoderLayer(index, path, total, attention, mlp, int(norm), is_zero_layer=total == norm, mixer=mixer)
+
+
+#: (class-name pattern, kind) of the recurrent/SSM blocks, most specific first.
+_MIXER_KINDS = (("mamba2", "ssd"), ("mamba", "selective_scan"), ("rwkv", "wkv"), ("mlstm|xlstmlayer", "mlstm"),
+                ("slstm", "slstm"), ("rglru|recurrentgemmarecurrent", "rg_lru"))
+
+
+def _mixer(mixer: "nn.Module", config: Any) -> MixerDetail:
+    import re
+
+    name = type(mixer).__name__
+    kind = next((k for pattern, k in _MIXER_KINDS if re.search(pattern, name, re.I)), "recurrent")
+
+    def first_int(names: tuple[str, ...], objects: tuple[Any, ...]) -> int | None:
+        for obj in objects:
+            for attr in names:
+                value = getattr(obj, attr, None) if obj is not None else None
+                if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                    return value
+        return None
+
+    # the module's own attributes first (they are what runs), then the config's
+    objects = (mixer, config)
+    state = first_int(("ssm_state_size", "state_size"), objects)
+    heads = first_int(("num_heads",), objects) if kind in ("ssd", "mlstm", "slstm") else None
+    conv = first_int(("conv_kernel_size", "conv_kernel", "conv1d_width"), objects) if kind in (
+        "selective_scan", "ssd", "rg_lru") else None
+    inner = first_int(("intermediate_size", "lru_width"), objects) if kind in (
+        "selective_scan", "ssd", "rg_lru") else None
+    return MixerDetail(name, kind, _params(mixer) or 0, state, heads, conv, inner)
 
 
 def _attention(attn: "nn.Module", config: Any) -> AttentionDetail:

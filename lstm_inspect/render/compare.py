@@ -29,6 +29,8 @@ def _layer_json(l: LayerDelta) -> dict[str, Any]:
         out["attention"] = delta_json(l.attention) | {k: changes[k] for k in ("num_heads", "num_kv_heads") if k in changes}
     if l.mlp is not None:
         out["mlp"] = delta_json(l.mlp) | {k: changes[k] for k in ("intermediate_size",) if k in changes}
+    if l.mixer is not None:
+        out["mixer"] = delta_json(l.mixer) | {k: changes[k] for k in ("mixer", "state_size") if k in changes}
     if l.norm is not None:
         out["norm"] = delta_json(l.norm)
     if l.direction is not None:
@@ -184,13 +186,16 @@ def _pair_rich(p: PairComparison, *, verbose: bool) -> list:
                     parts.append(f"attention {_reduced(l.attention)}")
                 if l.mlp is not None and l.mlp.reduced:
                     parts.append(f"mlp {_reduced(l.mlp)}")
+                if l.mixer is not None and l.mixer.reduced:
+                    parts.append(f"mixer {_reduced(l.mixer)}")
                 ch = {c.name: c for c in l.changes}
                 if "num_heads" in ch and (ch["num_heads"].original != ch["num_heads"].pruned
                                           or ch["num_kv_heads"].original != ch["num_kv_heads"].pruned):
                     parts.append(f"heads {ch['num_heads'].original}Q:{ch['num_kv_heads'].original}KV → "
                                  f"{ch['num_heads'].pruned}Q:{ch['num_kv_heads'].pruned}KV")
                 for c in l.changes:
-                    if c.name not in ("num_heads", "num_kv_heads") and c.original != c.pruned:
+                    if c.name not in ("num_heads", "num_kv_heads") and c.original != c.pruned and not (
+                            c.name in ("mixer", "state_size") and None in (c.original, c.pruned)):
                         parts.append(f"{c.name} {c.original} → {c.pruned}")
                 table.add_row(Text(label), grouped(l.total.original), grouped(l.total.pruned), _reduced(l.total),
                               "; ".join(parts))

@@ -67,17 +67,28 @@ def decoder_layers_rich(report: LayerReport, *, limit: int | None = None) -> lis
 
     table = Table(title="Per decoder layer (q/k/v/o and gate/up/down counts: --json)", title_justify="left",
                   header_style="bold")
-    for col in ("layer", "total", "attention", "heads Q:KV", "mlp", "intermediate", "norm"):
-        table.add_column(col, justify="left" if col == "layer" else "right")
+    # recurrent/SSM blocks (Mamba, RWKV, xLSTM, RecurrentGemma) get their own columns; attention ones only where
+    # some layer has attention
+    mixers = any(l.mixer is not None for l in report.decoder_layers)
+    attention = not mixers or any(l.attention is not None for l in report.decoder_layers)
+    columns = ["layer", "total"] + (["mixer", "kind", "state"] if mixers else []) + (
+        ["attention", "heads Q:KV"] if attention else []) + ["mlp", "intermediate", "norm"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("layer", "kind") else "right")
     rows = report.decoder_layers if limit is None else report.decoder_layers[:limit]
     for l in rows:
-        a, m = l.attention, l.mlp
+        a, m, x = l.attention, l.mlp, l.mixer
         heads = "-" if a is None else f"{a.num_heads if a.num_heads is not None else '-'}Q:" \
             f"{a.num_kv_heads if a.num_kv_heads is not None else '-'}KV"
         inter = "-" if m is None or m.intermediate_size is None else str(m.intermediate_size)
         label = f"{l.layer_idx}" + (" [zero]" if l.is_zero_layer else "")
-        table.add_row(label, _opt(l.total), _opt(a.total if a else None), heads, _opt(m.total if m else None),
-                      inter, _opt(l.norm))
+        cells = [label, _opt(l.total)]
+        if mixers:
+            cells += [_opt(x.total if x else None), x.kind if x else "-",
+                      str(x.state_size) if x and x.state_size is not None else "-"]
+        if attention:
+            cells += [_opt(a.total if a else None), heads]
+        table.add_row(*cells, _opt(m.total if m else None), inter, _opt(l.norm))
     out: list = [table]
     hidden = len(report.decoder_layers) - len(rows)
     if hidden > 0:
