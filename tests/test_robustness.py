@@ -171,6 +171,8 @@ CASES = [
     Case("params", ["--top", "-5"], 2, "--top"),
     Case("params", ["--top", "many"], 2, "--top"),
     Case("params", ["--all=no"], 2, "--all"),
+    Case("structure", ["--all=no"], 2, "--all"),
+    Case("flops", ["--all=no"], 2, "--all"),
     Case("params", ["--max-params", "abc"], 2, "--max-params"),
     Case("params", ["--max-params", ""], 2, "--max-params"),
     Case("params", ["--max-params", "0"], 2, "--max-params"),
