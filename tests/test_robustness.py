@@ -172,6 +172,8 @@ CASES = [
     Case("params", ["--top", "many"], 2, "--top"),
     Case("params", ["--all=no"], 2, "--all"),
     Case("structure", ["--all=no"], 2, "--all"),
+    Case("memory", ["--plot", "chart.gif"], 2, "--plot"),
+    Case("compare", ["hidden_dim=8", "hidden_dim=4", "--plot", "chart.txt"], 2, "--plot"),
     Case("flops", ["--all=no"], 2, "--all"),
     Case("params", ["--max-params", "abc"], 2, "--max-params"),
     Case("params", ["--max-params", ""], 2, "--max-params"),
