@@ -32,6 +32,9 @@ def compare(
     verbose: Annotated[bool, typer.Option("--verbose", help="List every layer, not only the changed ones.",
                                           rich_help_panel=OUTPUT_PANEL)] = False,
     trust_pickle: TrustPickle = False,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Also draw the chart to this PNG or SVG file "
+                                                '(needs the plot extra: pip install "lstm-inspect[plot]").',
+                                                show_default=False)] = None,
     json_output: JsonFlag = False,
     output: OutputFile = None,
 ) -> None:
@@ -44,6 +47,9 @@ def compare(
     if len(sources) < 2:
         raise InvalidInput("compare needs at least two model sources, e.g. lstm-inspect compare builtin hidden_dim=614")
     check_sample(batch, seq)
+    from lstm_inspect.render.plot import check_plot_path
+
+    plot_path = check_plot_path(plot) if plot is not None else None
     names = [default_label(s) for s in sources]
     if name_a is not None:
         names[0] = name_a
@@ -56,6 +62,12 @@ def compare(
     report = compare_models(models, names, batch=batch, seq=seq)
     emit(report, as_json=json_output, to_json=compare_json, to_rich=lambda r: compare_rich(r, verbose=verbose),
          output=output, width=output_width(ctx))
+    if plot_path is not None:
+        import sys
+
+        from lstm_inspect.render.plot import compare_plot
+
+        sys.stderr.write(f"saved the chart to {compare_plot(report, plot_path)}\n")
 
 
 def default_label(source: str) -> str:

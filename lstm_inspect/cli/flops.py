@@ -9,7 +9,7 @@ import typer
 from lstm_inspect.cli.app import app
 from lstm_inspect.cli.budget_options import Limits, MaxMacs
 from lstm_inspect.cli.options import (
-    DEFAULT_BATCH_SIZES_TEXT, DEFAULT_SEQ_LENS_TEXT, MAX_FLOPS_CELLS, JsonFlag, OutputFile, ModelOptions, check_grid,
+    DEFAULT_BATCH_SIZES_TEXT, DEFAULT_SEQ_LENS_TEXT, MAX_FLOPS_CELLS, OUTPUT_PANEL, JsonFlag, OutputFile, ModelOptions, check_grid,
     check_positive, model_options, parse_grid_axis, parse_lengths,
 )
 from lstm_inspect.cli.output import emit, output_width
@@ -49,6 +49,9 @@ def flops(
     dtype: Annotated[str, typer.Option("--dtype", help="float32, float16 or bfloat16: bytes moved and which peak.",
                                        rich_help_panel=HARDWARE_PANEL)] = "float32",
     max_macs: MaxMacs = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Every module and component on its own row (identical "
+                                           "consecutive blocks are one row by default).",
+                                           rich_help_panel=OUTPUT_PANEL)] = False,
     output: OutputFile = None,
     json_output: JsonFlag = False,
 ) -> None:
@@ -101,7 +104,8 @@ def flops(
         loaded = model_opts.load()
         report = count_flops(loaded, batch=batch, seq=seq, lengths=lens, accelerator=accelerator,
                              peak_tflops=peak_tflops, dtype=dtype)
-        emit(report, as_json=json_output, to_json=flops_json, to_rich=flops_rich, output=output, width=output_width(ctx))
+        emit(report, as_json=json_output, to_json=flops_json,
+             to_rich=lambda r: flops_rich(r, expand=show_all), output=output, width=output_width(ctx))
         actual, uncounted = report.macs, report.uncounted_ops
     from lstm_inspect.analyses.flops import nothing_counted
 

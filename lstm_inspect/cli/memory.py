@@ -44,6 +44,9 @@ def memory(
     budget: Annotated[Optional[str], _opt("--budget", help="Device memory, e.g. 24GiB: per sequence length, the largest "
                                           "batch whose weights + estimated increment fit.", show_default=False)] = None,
     max_memory: MaxMemory = None,
+    plot: Annotated[Optional[str], typer.Option("--plot", help="Also draw the chart to this PNG or SVG file "
+                                                '(needs the plot extra: pip install "lstm-inspect[plot]").',
+                                                show_default=False)] = None,
     json_output: JsonFlag = False,
     output: OutputFile = None,
 ) -> None:
@@ -64,6 +67,9 @@ def memory(
 
     budget_bytes = parse_bytes(budget, "--budget") if budget is not None else None
     limits = Limits.parse(max_memory=max_memory)
+    from lstm_inspect.render.plot import check_plot_path
+
+    plot_path = check_plot_path(plot) if plot is not None else None
 
     loaded = model_opts.load()
     if packed is not None and budget_bytes is not None:
@@ -85,6 +91,10 @@ def memory(
                               dtype=dtype, device=target, lengths=packed, budget_bytes=budget_bytes, on_cell=on_cell,
                               should_stop=stop.is_set, admit=sweep_policy.host_admit if guarded else None)
     emit(report, as_json=json_output, to_json=memory_json, to_rich=memory_rich, output=output, width=output_width(ctx))
+    if plot_path is not None and report.has_figures:
+        from lstm_inspect.render.plot import memory_plot
+
+        sys.stderr.write(f"saved the chart to {memory_plot(report, plot_path)}\n")
     if report.interrupted:
         sys.stderr.write(f"interrupted: {len(report.cells)} of {report.total_cells} cells finished (shown above)\n")
         raise typer.Exit(EXIT_INTERRUPTED)

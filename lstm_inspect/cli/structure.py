@@ -24,6 +24,9 @@ def structure(
     seq: Annotated[int, typer.Option("--seq", help="Sequence length of the sample input.")] = 32,
     depth: Annotated[Optional[int], typer.Option("--depth", help="Show at most this many levels below the root.",
                                                  rich_help_panel=OUTPUT_PANEL, show_default=False)] = None,
+    show_all: Annotated[bool, typer.Option("--all", help="Every block of the tree (identical consecutive blocks are "
+                                           "one branch by default) and each module's full hyperparameters.",
+                                           rich_help_panel=OUTPUT_PANEL)] = False,
     json_output: JsonFlag = False,
     output: OutputFile = None,
 ) -> None:
@@ -35,5 +38,5 @@ def structure(
     if depth is not None:
         check_positive(depth, "--depth")
     report = describe_structure(model_opts.load(), batch=batch, seq=seq)
-    emit(report, as_json=json_output, to_json=structure_json, to_rich=lambda r: structure_rich(r, depth=depth),
+    emit(report, as_json=json_output, to_json=structure_json, to_rich=lambda r: structure_rich(r, depth=depth, expand=show_all),
          output=output, width=output_width(ctx))

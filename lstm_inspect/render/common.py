@@ -73,3 +73,17 @@ def shape_text(shape: Any) -> str:
     if isinstance(shape, list):
         return "(" + ", ".join(shape_text(s) for s in shape) + ")"
     return str(shape)
+
+
+def compact_shape(shape: Any) -> str:
+    """A shape as one unbreakable token for wrapped text: ``[1,32,768]`` (no space to wrap at); nested
+    outputs keep ``", "`` between their shapes, where a line may break."""
+    if shape is None:
+        return "None"
+    if isinstance(shape, dict):
+        return ", ".join(f"{k}={compact_shape(v)}" for k, v in shape.items())
+    if isinstance(shape, list) and all(isinstance(s, int) for s in shape):
+        return "[" + ",".join(str(s) for s in shape) + "]"
+    if isinstance(shape, list):
+        return "(" + ", ".join(compact_shape(s) for s in shape) + ")"
+    return str(shape)

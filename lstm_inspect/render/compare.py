@@ -161,6 +161,27 @@ def compare_rich(report: CompareReport, *, verbose: bool = False) -> list:
     return out
 
 
+def _layer_parts(l: LayerDelta) -> tuple[str, ...]:
+    """What changed in one layer, in words: attention, mlp, heads, other hyperparameters."""
+    parts = []
+    if l.attention is not None and l.attention.reduced:
+        parts.append(f"attention {_reduced(l.attention)}")
+    if l.mlp is not None and l.mlp.reduced:
+        parts.append(f"mlp {_reduced(l.mlp)}")
+    if l.mixer is not None and l.mixer.reduced:
+        parts.append(f"mixer {_reduced(l.mixer)}")
+    ch = {c.name: c for c in l.changes}
+    if "num_heads" in ch and (ch["num_heads"].original != ch["num_heads"].pruned
+                              or ch["num_kv_heads"].original != ch["num_kv_heads"].pruned):
+        parts.append(f"heads {ch['num_heads'].original}Q:{ch['num_kv_heads'].original}KV → "
+                     f"{ch['num_heads'].pruned}Q:{ch['num_kv_heads'].pruned}KV")
+    for c in l.changes:
+        if c.name not in ("num_heads", "num_kv_heads") and c.original != c.pruned and not (
+                c.name in ("mixer", "state_size") and None in (c.original, c.pruned)):
+            parts.append(f"{c.name} {c.original} → {c.pruned}")
+    return tuple(parts)
+
+
 def _pair_rich(p: PairComparison, *, verbose: bool) -> list:
     from rich.table import Table
     from rich.text import Text
@@ -179,26 +200,26 @@ def _pair_rich(p: PairComparison, *, verbose: bool) -> list:
                           title_justify="left", header_style="bold")
             for col in ("layer", p.original_name, p.pruned_name, "change", "what changed"):
                 table.add_column(col, justify="left" if col in ("layer", "what changed") else "right", overflow="fold")
-            for l in shown:
-                label = f"{l.layer_idx}" + (f" · {l.direction}" if l.direction else "") + (" [zero]" if l.is_zero_layer else "")
-                parts = []
-                if l.attention is not None and l.attention.reduced:
-                    parts.append(f"attention {_reduced(l.attention)}")
-                if l.mlp is not None and l.mlp.reduced:
-                    parts.append(f"mlp {_reduced(l.mlp)}")
-                if l.mixer is not None and l.mixer.reduced:
-                    parts.append(f"mixer {_reduced(l.mixer)}")
-                ch = {c.name: c for c in l.changes}
-                if "num_heads" in ch and (ch["num_heads"].original != ch["num_heads"].pruned
-                                          or ch["num_kv_heads"].original != ch["num_kv_heads"].pruned):
-                    parts.append(f"heads {ch['num_heads'].original}Q:{ch['num_kv_heads'].original}KV → "
-                                 f"{ch['num_heads'].pruned}Q:{ch['num_kv_heads'].pruned}KV")
-                for c in l.changes:
-                    if c.name not in ("num_heads", "num_kv_heads") and c.original != c.pruned and not (
-                            c.name in ("mixer", "state_size") and None in (c.original, c.pruned)):
-                        parts.append(f"{c.name} {c.original} → {c.pruned}")
-                table.add_row(Text(label), grouped(l.total.original), grouped(l.total.pruned), _reduced(l.total),
-                              "; ".join(parts))
+            from lstm_inspect.render.groups import index_runs, span_label
+
+            described = [(l, _layer_parts(l)) for l in shown]
+            # Identical consecutive layers (same direction, figures and changes): one row, per layer then all.
+            groups = [[d] for d in described] if verbose else index_runs(
+                described, lambda d: d[0].layer_idx,
+                lambda d: (d[0].direction, d[0].total, d[0].is_zero_layer, d[1]))
+            for run in groups:
+                l, parts = run[0]
+                suffix = (f" · {l.direction}" if l.direction else "") + (" [zero]" if l.is_zero_layer else "")
+                if len(run) == 1:
+                    table.add_row(Text(f"{l.layer_idx}{suffix}"), grouped(l.total.original), grouped(l.total.pruned),
+                                  _reduced(l.total), "; ".join(parts))
+                    continue
+                n = len(run)
+                total = Delta(l.total.original * n, l.total.pruned * n)
+                table.add_row(Text(span_label("", l.layer_idx, run[-1][0].layer_idx, n) + suffix + "\nper layer / all"),
+                              f"{grouped(l.total.original)}\n{grouped(total.original)}",
+                              f"{grouped(l.total.pruned)}\n{grouped(total.pruned)}",
+                              f"{_reduced(l.total)}\n{_reduced(total)}", "; ".join(parts))
             out.append(table)
         else:
             out.append(Text("every layer has the same parameter count in both models"))

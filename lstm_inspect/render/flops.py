@@ -101,10 +101,13 @@ def _seconds(s: float) -> str:
     return f"{s * 1e6:.3g} µs"
 
 
-def flops_rich(report: FlopsReport) -> list:
-    """Totals, per module, per component, closed-form checks, packed vs padded, time estimate, notes."""
+def flops_rich(report: FlopsReport, *, expand: bool = False) -> list:
+    """Totals, per component, per module (identical consecutive blocks as one row unless ``expand``),
+    closed-form checks, packed vs padded, time estimate, notes."""
     from rich.table import Table
     from rich.text import Text
+
+    from lstm_inspect.render.groups import group_blocks
 
     out: list = []
     title = f"FLOPs of one forward pass  (batch {report.batch_size} × seq {report.seq_len}"
@@ -123,23 +126,51 @@ def flops_rich(report: FlopsReport) -> list:
                     grouped(report.thop_raw) if report.thop_raw >= 0 else "")
     out.append(summary)
 
-    modules = Table(title="Per module", title_justify="left", header_style="bold")
-    for col, justify in (("module", "left"), ("type", "left"), ("MACs", "right"), ("FLOPs", "right"), ("% FLOPs", "right")):
-        modules.add_column(col, justify=justify, overflow="fold")
-    for m in report.modules:
-        calls = f" ×{m.calls}" if m.calls > 1 else ""
-        modules.add_row(m.name or "(root)", m.type + calls, grouped(m.macs), grouped(m.flops),
-                        percent(_ratio(m.flops, report.flops)))
-    out.append(modules)
+    def share(flops: int) -> str:
+        return percent(_ratio(flops, report.flops))
 
+    # Per component first: the largest parts are the answer; per module is the detail.
     components = Table(title="Per component", title_justify="left", header_style="bold")
     for col, justify in (("component", "left"), ("cell steps", "right"), ("MACs", "right"),
                          ("FLOPs", "right"), ("% FLOPs", "right")):
         components.add_column(col, justify=justify, overflow="fold")
-    for c in report.components:
-        components.add_row(_component_label(c), grouped(c.cell_steps) if c.cell_steps is not None else "",
-                           grouped(c.macs), grouped(c.flops), percent(_ratio(c.flops, report.flops)))
+    for group in group_blocks(report.components, lambda c: c.module,
+                              lambda c: (c.component, c.macs, c.flops, c.cell_steps), expand=expand):
+        if not group.collapsed:
+            for c in group.rows:
+                components.add_row(_component_label(c), grouped(c.cell_steps) if c.cell_steps is not None else "",
+                                   grouped(c.macs), grouped(c.flops), share(c.flops))
+            continue
+        for part, rows in group.parts(lambda c: c.component):
+            one = [c for c in group.block if c.component == part]
+            steps = [c.cell_steps for c in rows if c.cell_steps is not None]
+            components.add_row(f"{part} · {group.label}",
+                               _per_block_total(sum(c.cell_steps for c in one if c.cell_steps is not None),
+                                                sum(steps)) if steps else "",
+                               _per_block_total(sum(c.macs for c in one), sum(c.macs for c in rows)),
+                               _per_block_total(sum(c.flops for c in one), sum(c.flops for c in rows)),
+                               "\n" + share(sum(c.flops for c in rows)))
     out.append(components)
+
+    modules = Table(title="Per module", title_justify="left", header_style="bold")
+    for col, justify in (("module", "left"), ("type", "left"), ("MACs", "right"), ("FLOPs", "right"), ("% FLOPs", "right")):
+        modules.add_column(col, justify=justify, overflow="fold")
+    for group in group_blocks(report.modules, lambda m: m.name, lambda m: (m.type, m.macs, m.flops, m.calls),
+                              expand=expand):
+        if not group.collapsed:
+            for m in group.rows:
+                calls = f" ×{m.calls}" if m.calls > 1 else ""
+                modules.add_row(m.name or "(root)", m.type + calls, grouped(m.macs), grouped(m.flops), share(m.flops))
+            continue
+        flops = group.total(lambda m: m.flops)
+        modules.add_row(group.label, f"per block ({len(group.block)} modules)\nall {group.count}",
+                        _per_block_total(group.per_block(lambda m: m.macs), group.total(lambda m: m.macs)),
+                        _per_block_total(group.per_block(lambda m: m.flops), flops), "\n" + share(flops))
+    out.append(modules)
+    if not expand and any(g.collapsed for g in group_blocks(report.modules, lambda m: m.name,
+                                                            lambda m: (m.type, m.macs, m.flops, m.calls))):
+        out.append(Text("identical consecutive blocks are one row (per block, then all of them); every module: --all",
+                        style="dim"))
 
     if report.checks:
         checks = Table(title="Closed-form check (MACs; N = cell steps)", title_justify="left", header_style="bold")
@@ -178,6 +209,11 @@ def flops_rich(report: FlopsReport) -> list:
     for note in report.notes:
         out.append(Text(f"note: {note}", style="dim"))
     return out
+
+
+def _per_block_total(per_block: int, total: int) -> str:
+    """Two lines of one cell: a block's figure, then all the blocks' (a collapsed run)."""
+    return f"{grouped(per_block)}\n{grouped(total)}"
 
 
 def _uncounted_table(ops: tuple[tuple[str, int], ...]):

@@ -6,7 +6,19 @@ import dataclasses
 from typing import Any
 
 from lstm_inspect.analyses.layers import LayerReport
+from lstm_inspect.render.groups import index_runs, span_label
 from lstm_inspect.units import grouped, human_count
+
+
+def _by_direction(rows: list) -> list[list]:
+    """Runs of identical consecutive layers within each direction, in the order of their first layer."""
+    by: dict[str, list] = {}
+    for l in rows:
+        by.setdefault(l.direction, []).append(l)
+    found = [run for d in by.values() for run in index_runs(
+        d, lambda l: l.layer_idx, lambda l: (l.cell, l.input_size, l.hidden_size, l.proj_size, l.params,
+                                             l.is_zero_layer))]
+    return sorted(found, key=lambda run: (run[0].layer_idx, run[0].direction != "forward"))
 
 
 def layers_json(report: LayerReport) -> dict[str, Any]:
@@ -46,12 +58,18 @@ def recurrent_layers_rich(report: LayerReport, *, limit: int | None = None) -> l
     table = Table(title="Per recurrent layer", title_justify="left", header_style="bold")
     for col in ("layer", "direction", "cell", "input", "hidden", "proj", "params"):
         table.add_column(col, justify="left" if col in ("layer", "direction", "cell") else "right")
-    rows = report.recurrent_layers if limit is None else report.recurrent_layers[:limit]
-    for l in rows:
-        table.add_row(f"{l.layer_idx}" + (" [zero]" if l.is_zero_layer else ""), l.direction, l.cell.upper(),
-                      str(l.input_size), str(l.hidden_size), str(l.proj_size or "-"), grouped(l.params))
+    rows = report.recurrent_layers
+    # Identical consecutive layers of one direction: one row (--all lists each). Directions interleave
+    # (0 forward, 0 reverse, 1 forward...), so runs are looked for per direction; ``limit`` counts rows shown.
+    runs = [[l] for l in rows] if limit is None else _by_direction(rows)[:limit]
+    for run in runs:
+        l = run[0]
+        label = f"{l.layer_idx}" if len(run) == 1 else span_label("", l.layer_idx, run[-1].layer_idx, len(run))
+        params = grouped(l.params) if len(run) == 1 else f"{grouped(l.params)} each"
+        table.add_row(label + (" [zero]" if l.is_zero_layer else ""), l.direction, l.cell.upper(),
+                      str(l.input_size), str(l.hidden_size), str(l.proj_size or "-"), params)
     out: list = [table]
-    hidden = len(report.recurrent_layers) - len(rows)
+    hidden = len(report.recurrent_layers) - sum(len(run) for run in runs)
     if hidden > 0:
         out.append(Text(f"... {hidden} more row(s) not shown (--all)", style="dim"))
     out.append(Text(f"embedding {grouped(report.embedding_params)} · lm head {grouped(report.lm_head_params)} "
@@ -75,14 +93,18 @@ def decoder_layers_rich(report: LayerReport, *, limit: int | None = None) -> lis
         ["attention", "heads Q:KV"] if attention else []) + ["mlp", "intermediate", "norm"]
     for col in columns:
         table.add_column(col, justify="left" if col in ("layer", "kind") else "right")
-    rows = report.decoder_layers if limit is None else report.decoder_layers[:limit]
-    for l in rows:
+    rows = report.decoder_layers
+    signature = lambda l: (l.total, l.attention, l.mlp, l.mixer, l.norm, l.is_zero_layer)   # noqa: E731
+    runs = [[l] for l in rows] if limit is None else index_runs(rows, lambda l: l.layer_idx, signature)[:limit]
+    for run in runs:
+        l = run[0]
         a, m, x = l.attention, l.mlp, l.mixer
         heads = "-" if a is None else f"{a.num_heads if a.num_heads is not None else '-'}Q:" \
             f"{a.num_kv_heads if a.num_kv_heads is not None else '-'}KV"
         inter = "-" if m is None or m.intermediate_size is None else str(m.intermediate_size)
-        label = f"{l.layer_idx}" + (" [zero]" if l.is_zero_layer else "")
-        cells = [label, _opt(l.total)]
+        label = f"{l.layer_idx}" if len(run) == 1 else span_label("", l.layer_idx, run[-1].layer_idx, len(run))
+        label += " [zero]" if l.is_zero_layer else ""
+        cells = [label, _opt(l.total) + ("" if len(run) == 1 else " each")]
         if mixers:
             cells += [_opt(x.total if x else None), x.kind if x else "-",
                       str(x.state_size) if x and x.state_size is not None else "-"]
@@ -90,7 +112,7 @@ def decoder_layers_rich(report: LayerReport, *, limit: int | None = None) -> lis
             cells += [_opt(a.total if a else None), heads]
         table.add_row(*cells, _opt(m.total if m else None), inter, _opt(l.norm))
     out: list = [table]
-    hidden = len(report.decoder_layers) - len(rows)
+    hidden = len(report.decoder_layers) - sum(len(run) for run in runs)
     if hidden > 0:
         out.append(Text(f"... {hidden} more layer(s) not shown (--all)", style="dim"))
     out.append(Text(f"embedding {grouped(report.embedding_params)} · lm head {grouped(report.lm_head_params)} "

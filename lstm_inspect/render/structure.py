@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lstm_inspect.analyses.structure import StructureNode, StructureReport
-from lstm_inspect.render.common import envelope, shape_text
+from lstm_inspect.render.common import compact_shape, envelope, shape_text
 from lstm_inspect.units import human_count
 
 
@@ -40,14 +40,19 @@ def _node_json(node: StructureNode) -> dict[str, Any]:
     return doc
 
 
-def structure_rich(report: StructureReport, *, depth: int | None = None) -> list:
-    """The tree (cut at ``depth`` levels below the root when given) and the explanations under it."""
+def structure_rich(report: StructureReport, *, depth: int | None = None, expand: bool = False) -> list:
+    """The tree (cut at ``depth`` levels below the root when given) and the explanations under it.
+
+    Identical consecutive blocks (``h.0``…``h.11``) are one branch ``0–11 (×12, identical)`` with one
+    block's subtree under it, and a module's multi-line hyperparameters show their first line, unless
+    ``expand`` (``--all``).
+    """
     from rich.text import Text
     from rich.tree import Tree
 
     root = report.root
-    tree = Tree(_label(root, f"model  input [{', '.join(map(str, report.input_shape))}] token ids"))
-    _add_children(tree, root, depth, 1)
+    tree = Tree(_label(root, f"model  input {compact_shape(list(report.input_shape))} token ids", expand=expand))
+    _add_children(tree, root, depth, 1, expand)
     out: list = [tree]
     if report.explanations:
         from rich.table import Table
@@ -64,28 +69,50 @@ def structure_rich(report: StructureReport, *, depth: int | None = None) -> list
     return out
 
 
-def _label(node: StructureNode, name: str | None = None):
+def _label(node: StructureNode, name: str | None = None, *, expand: bool = False, count: int = 1):
     from rich.text import Text
 
     label = Text()
     label.append(name or node.name, style="bold")
     label.append(f"  {node.kind}", style="cyan")
     if node.extra:
-        label.append(f"({node.extra})", style="cyan")
-    label.append(f"  {human_count(node.params)} params", style="magenta")
+        extra = node.extra
+        if not expand and "\n" in extra:   # a whole config printed by extra_repr(): its first line (--all, --json)
+            extra = extra.splitlines()[0].rstrip() + " …"
+        label.append(f"({extra})", style="cyan")
+    if count > 1:
+        label.append(f"  {human_count(node.params)} params each, {human_count(node.params * count)} in all",
+                     style="magenta")
+    else:
+        label.append(f"  {human_count(node.params)} params", style="magenta")
     if node.output_shape is not None:
-        label.append(f"  -> {shape_text(node.output_shape)}", style="green")
+        label.append(f"  -> {compact_shape(node.output_shape)}", style="green")
     return label
 
 
-def _add_children(tree, node: StructureNode, depth: int | None, level: int) -> None:
+def _signature(node: StructureNode) -> tuple:
+    """What two blocks must share to be shown as one: everything the tree prints of them."""
+    return (node.kind, node.extra, node.params, repr(node.output_shape), repr(node.recurrent),
+            tuple((c.name, _signature(c)) for c in node.children))
+
+
+def _add_children(tree, node: StructureNode, depth: int | None, level: int, expand: bool = False) -> None:
+    from lstm_inspect.render.groups import index_runs, span_label
+
     if depth is not None and level > depth:
         if node.children or node.recurrent:
             tree.add("…", style="dim")
         return
-    for child in node.children:
-        branch = tree.add(_label(child))
-        _add_children(branch, child, depth, level + 1)
+    if expand:
+        groups = [[c] for c in node.children]
+    else:
+        groups = index_runs(node.children, lambda c: int(c.name),
+                            lambda c: _signature(c) if c.name.isdigit() else None)
+    for run in groups:
+        child = run[0]
+        name = span_label("", int(run[0].name), int(run[-1].name), len(run)) if len(run) > 1 else None
+        branch = tree.add(_label(child, name, expand=expand, count=len(run)))
+        _add_children(branch, child, depth, level + 1, expand)
     if node.recurrent is not None:
         _add_recurrent(tree, node, depth, level)
 
