@@ -154,7 +154,7 @@ def test_compare_shows_the_mixer_not_attention(tmp_path):
     pair = doc["comparisons"][0] if "comparisons" in doc else doc
     layer = pair["layers"][0]
     # A: inner 64 channels × N 4 (A_log) ; B: N 8: A_log and x_proj's B/C outputs grow with N
-    inner, rank = 64, 2
+    inner = 64
     grow = inner * 4 + inner * 2 * 4
     assert layer["mixer"]["pruned"] - layer["mixer"]["original"] == grow
     assert layer["mixer"]["state_size"] == {"original": 4, "pruned": 8}

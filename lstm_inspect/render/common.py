@@ -51,7 +51,7 @@ def make_console(*, stderr: bool = False, width: int | None = None, file: Any = 
 
     stream = file if file is not None else sys.stderr if stderr else sys.stdout
     plain = bool(os.environ.get("NO_COLOR"))
-    extra = {"color_system": None} if plain else {}  # NO_COLOR: no escape codes at all, bold included
+    extra: dict[str, Any] = {"color_system": None} if plain else {}  # NO_COLOR: no escape codes at all, bold included
     console = Console(file=stream, width=width, highlight=False, soft_wrap=False, no_color=plain or None, **extra)
     if width is None and not MIN_WIDTH <= console.width <= MAX_WIDTH:
         clamped = min(max(console.width, MIN_WIDTH), MAX_WIDTH)

@@ -10,8 +10,10 @@ from lstm_inspect.units import grouped, human_bytes, human_count, percent
 
 
 def delta_json(d: Delta | None) -> dict[str, Any] | None:
-    if d is None:
-        return None
+    return None if d is None else _delta(d)
+
+
+def _delta(d: Delta) -> dict[str, Any]:
     return {"original": d.original, "pruned": d.pruned, "reduced": d.reduced, "reduction_ratio": d.reduction_ratio}
 
 
@@ -26,11 +28,11 @@ def _layer_json(l: LayerDelta) -> dict[str, Any]:
     out["total"] = delta_json(l.total)
     changes = {c.name: _change_json(c) for c in l.changes}
     if l.attention is not None:
-        out["attention"] = delta_json(l.attention) | {k: changes[k] for k in ("num_heads", "num_kv_heads") if k in changes}
+        out["attention"] = _delta(l.attention) | {k: changes[k] for k in ("num_heads", "num_kv_heads") if k in changes}
     if l.mlp is not None:
-        out["mlp"] = delta_json(l.mlp) | {k: changes[k] for k in ("intermediate_size",) if k in changes}
+        out["mlp"] = _delta(l.mlp) | {k: changes[k] for k in ("intermediate_size",) if k in changes}
     if l.mixer is not None:
-        out["mixer"] = delta_json(l.mixer) | {k: changes[k] for k in ("mixer", "state_size") if k in changes}
+        out["mixer"] = _delta(l.mixer) | {k: changes[k] for k in ("mixer", "state_size") if k in changes}
     if l.norm is not None:
         out["norm"] = delta_json(l.norm)
     if l.direction is not None:
@@ -48,8 +50,8 @@ def pair_json(p: PairComparison) -> dict[str, Any]:
         "embedding_params": delta_json(p.embedding),
         "lm_head_params": delta_json(p.lm_head),
         "layer_params": delta_json(p.layer_params),
-        "components": [{"name": n} | delta_json(d) for n, d in p.components],
-        "layer_types": [{"name": n} | delta_json(d) for n, d in p.layer_types],
+        "components": [{"name": n} | _delta(d) for n, d in p.components],
+        "layer_types": [{"name": n} | _delta(d) for n, d in p.layer_types],
         "changed_hyperparameters": [{"name": c.name} | _change_json(c) for c in p.changed],
         "zero_layers": list(p.zero_layers),
         "layers": [_layer_json(l) for l in p.layers],
@@ -140,10 +142,10 @@ def compare_rich(report: CompareReport, *, verbose: bool = False) -> list:
                                  ("FLOPs", "flops", lambda n: human_count(n, "FLOPs")),
                                  ("memory increment (estimate)", "memory_bytes", human_bytes),
                                  ("weights (float32)", "weights_bytes", human_bytes)):
-            base = report.costs[0]
-            if base is None or getattr(base, attr) is None:
+            base_cost = report.costs[0]
+            if base_cost is None or getattr(base_cost, attr) is None:
                 continue
-            cells = [label, fmt(getattr(base, attr))]
+            cells = [label, fmt(getattr(base_cost, attr))]
             for p in report.comparisons:
                 d = getattr(p, attr)
                 cells += ["-", "-"] if d is None else [fmt(d.pruned), _reduced(d, fmt)]

@@ -133,7 +133,7 @@ def flops_rich(report: FlopsReport, *, expand: bool = False) -> list:
     components = Table(title="Per component", title_justify="left", header_style="bold")
     for col, justify in (("component", "left"), ("cell steps", "right"), ("MACs", "right"),
                          ("FLOPs", "right"), ("% FLOPs", "right")):
-        components.add_column(col, justify=justify, overflow="fold")
+        components.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for group in group_blocks(report.components, lambda c: c.module,
                               lambda c: (c.component, c.macs, c.flops, c.cell_steps), expand=expand):
         if not group.collapsed:
@@ -154,18 +154,18 @@ def flops_rich(report: FlopsReport, *, expand: bool = False) -> list:
 
     modules = Table(title="Per module", title_justify="left", header_style="bold")
     for col, justify in (("module", "left"), ("type", "left"), ("MACs", "right"), ("FLOPs", "right"), ("% FLOPs", "right")):
-        modules.add_column(col, justify=justify, overflow="fold")
-    for group in group_blocks(report.modules, lambda m: m.name, lambda m: (m.type, m.macs, m.flops, m.calls),
-                              expand=expand):
-        if not group.collapsed:
-            for m in group.rows:
+        modules.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for mgroup in group_blocks(report.modules, lambda m: m.name, lambda m: (m.type, m.macs, m.flops, m.calls),
+                               expand=expand):
+        if not mgroup.collapsed:
+            for m in mgroup.rows:
                 calls = f" ×{m.calls}" if m.calls > 1 else ""
                 modules.add_row(m.name or "(root)", m.type + calls, grouped(m.macs), grouped(m.flops), share(m.flops))
             continue
-        flops = group.total(lambda m: m.flops)
-        modules.add_row(group.label, f"per block ({len(group.block)} modules)\nall {group.count}",
-                        _per_block_total(group.per_block(lambda m: m.macs), group.total(lambda m: m.macs)),
-                        _per_block_total(group.per_block(lambda m: m.flops), flops), "\n" + share(flops))
+        flops = mgroup.total(lambda m: m.flops)
+        modules.add_row(mgroup.label, f"per block ({len(mgroup.block)} modules)\nall {mgroup.count}",
+                        _per_block_total(mgroup.per_block(lambda m: m.macs), mgroup.total(lambda m: m.macs)),
+                        _per_block_total(mgroup.per_block(lambda m: m.flops), flops), "\n" + share(flops))
     out.append(modules)
     if not expand and any(g.collapsed for g in group_blocks(report.modules, lambda m: m.name,
                                                             lambda m: (m.type, m.macs, m.flops, m.calls))):
@@ -176,10 +176,11 @@ def flops_rich(report: FlopsReport, *, expand: bool = False) -> list:
         checks = Table(title="Closed-form check (MACs; N = cell steps)", title_justify="left", header_style="bold")
         for col, justify in (("component", "left"), ("formula", "left"), ("closed form", "right"),
                              ("counted", "right"), ("", "center")):
-            checks.add_column(col, justify=justify, overflow="fold")
-        for c in report.checks:
-            checks.add_row(c.component, f"{c.symbolic}\n= {c.substituted}", grouped(c.expected), grouped(c.counted),
-                           Text("ok", style="green") if c.ok else Text("MISMATCH", style="bold red"))
+            checks.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        for check in report.checks:
+            checks.add_row(check.component, f"{check.symbolic}\n= {check.substituted}", grouped(check.expected),
+                           grouped(check.counted),
+                           Text("ok", style="green") if check.ok else Text("MISMATCH", style="bold red"))
         out.append(checks)
 
     if report.packed is not None:
@@ -255,7 +256,7 @@ def _time_table(t: TimeEstimate):
     table.add_row(Text("lower bound", style="bold"), Text(_seconds(t.lower_bound_s), style="bold"),
                   f"{t.bound}-bound")
     table.add_row("training step", _seconds(t.training_compute_s), "compute only, 3 × forward")
-    rows = [table, Text(f"{ESTIMATE_NOTE}; recurrent W_hh re-read every time step", style="dim")]
+    rows: list[Any] = [table, Text(f"{ESTIMATE_NOTE}; recurrent W_hh re-read every time step", style="dim")]
     if t.source:
         rows.append(Text(f"source: {t.source}", style="dim"))
     from rich.console import Group

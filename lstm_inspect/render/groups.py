@@ -128,7 +128,7 @@ def group_blocks(rows: Sequence[T], name: Callable[[T], str], signature: Callabl
         blocks[key].append(r)
 
     def sig(key: tuple[str, int]) -> tuple:
-        return tuple((split_block(name(r))[2], signature(r)) for r in blocks[key])
+        return tuple(((split_block(name(r)) or ("", 0, name(r)))[2], signature(r)) for r in blocks[key])
 
     out: list[Group[T]] = []
     for is_block, unit in units:

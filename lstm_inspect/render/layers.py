@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Sequence
 
 from lstm_inspect.analyses.layers import LayerReport
 from lstm_inspect.render.groups import index_runs, span_label
 from lstm_inspect.units import grouped, human_count
 
 
-def _by_direction(rows: list) -> list[list]:
+def _by_direction(rows: Sequence[Any]) -> list[list]:
     """Runs of identical consecutive layers within each direction, in the order of their first layer."""
     by: dict[str, list] = {}
     for l in rows:

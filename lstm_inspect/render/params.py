@@ -75,7 +75,7 @@ def params_rich(report: ParamReport, *, top: int | None = DEFAULT_TOP) -> list:
     shown = report.tensors if top is None else report.tensors[:top]
     tensors = Table(title="Per tensor", title_justify="left", header_style="bold")
     for col, justify in (("name", "left"), ("shape", "left"), ("params", "right"), ("%", "right"), ("trainable", "center")):
-        tensors.add_column(col, justify=justify, overflow="fold")
+        tensors.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
     for t in shown:
         name = t.name + (f" (= {', '.join(t.tied_to)})" if t.tied_to else "")
         tensors.add_row(name, "[" + ", ".join(str(s) for s in t.shape) + "]", grouped(t.count),
@@ -99,7 +99,7 @@ def params_rich(report: ParamReport, *, top: int | None = DEFAULT_TOP) -> list:
     if report.checks:
         checks = Table(title="Closed-form check (PyTorch's layout)", title_justify="left", header_style="bold")
         for col, justify in (("component", "left"), ("formula", "left"), ("expected", "right"), ("counted", "right"), ("", "center")):
-            checks.add_column(col, justify=justify, overflow="fold")
+            checks.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
         for c in report.checks:
             formula = f"{c.symbolic}\n= {c.substituted}"
             if c.textbook is not None:

@@ -8,7 +8,8 @@ bars (compare's models side by side). matplotlib is imported only when a chart i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+import operator
+from typing import Any, Callable, Sequence
 
 from lstm_inspect.errors import InvalidInput
 
@@ -82,7 +83,7 @@ def _save(fig, path: Path) -> Path:
 
 def memory_plot(report, path: Path) -> Path:
     """The memory grid as lines: MiB over sequence length, one line per batch size."""
-    series = {f"batch {b}": [None if (c := report.cell(b, s)) is None or c.bytes is None else c.bytes / 2**20
+    series: dict[str, Sequence[float | None]] = {f"batch {b}": [None if (c := report.cell(b, s)) is None or c.bytes is None else c.bytes / 2**20
                              for s in report.seq_lens] for b in report.batch_sizes}
     step = "forward (no_grad)" if report.mode == "infer" else "training step"
     return series_chart(path, list(report.seq_lens), series, title=f"Memory increment of one {step}",
@@ -92,10 +93,10 @@ def memory_plot(report, path: Path) -> Path:
 def compare_plot(report, path: Path) -> Path:
     """Each model's parameters, MACs and memory as a share of the first model's (100%)."""
     first = report.comparisons[0]
-    quantities = [("params", lambda p: p.total)]
-    quantities += [(q, lambda p, a=a: getattr(p, a)) for q, a in (("MACs", "macs"), ("memory", "memory_bytes"))
+    quantities: list[tuple[str, Callable[[Any], Any]]] = [("params", lambda p: p.total)]
+    quantities += [(q, operator.attrgetter(a)) for q, a in (("MACs", "macs"), ("memory", "memory_bytes"))
                    if getattr(first, a) is not None and getattr(first, a).original]
-    series = {report.names[0]: [100.0] * len(quantities)}
+    series: dict[str, Sequence[float]] = {report.names[0]: [100.0] * len(quantities)}
     for p in report.comparisons:
         series[p.pruned_name] = [100.0 * get(p).pruned / get(p).original if get(p).original else 0.0
                                  for _, get in quantities]

@@ -121,6 +121,7 @@ def _add_recurrent(tree, node: StructureNode, depth: int | None, level: int) -> 
     from rich.text import Text
 
     r = node.recurrent
+    assert r is not None   # called for recurrent nodes only
     tree.add(Text(f"gate order: {r.gate_order}   (G = {r.gates} gates; H hidden, H_r state width, I layer input)", style="dim"))
     for layer in r.layers:
         branch = tree.add(Text(f"layer {layer.layer} · {layer.direction}  (input {layer.input_size})", style="yellow"))
