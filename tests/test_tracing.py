@@ -57,7 +57,7 @@ def test_shape_only_recurrent_forward_matches_the_real_one(cell, layers, bidirec
     from torch import nn
     from torch.nn.utils.rnn import pack_padded_sequence
 
-    from lstm_inspect.tracing import _recurrent_shapes
+    from lstm_inspect.shape_forwards import recurrent_shapes as _recurrent_shapes
 
     kwargs = dict(input_size=5, hidden_size=6, num_layers=layers, bidirectional=bidirectional, batch_first=batch_first)
     if cell == "LSTM" and proj:

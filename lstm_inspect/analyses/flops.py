@@ -16,17 +16,16 @@ Conventions (also in the README):
 
 from __future__ import annotations
 
-import contextlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from lstm_inspect.errors import AnalysisFailed, InvalidInput, first_line
+from lstm_inspect.errors import InvalidInput
 from lstm_inspect.hardware import Accelerator
 from lstm_inspect.analyses.flops_checks import closed_form_checks, expected_layers
 from lstm_inspect.analyses.flops_time import TRAINING_FACTOR, TimeEstimate, param_numels, time_estimate  # noqa: F401
 from lstm_inspect.recurrence import Check
-from lstm_inspect.thop_ops import Recorder, make_custom_ops
 from lstm_inspect.op_pass import OperatorTally
+from lstm_inspect.analyses.flops_components import _components, _operator_components, _owner_kind
+from lstm_inspect.analyses.flops_thop import _Count, _profile, _stock_profile
 from lstm_inspect.analyses.flops_report import (  # noqa: F401  (the report types, re-exported)
     FLOPS_CONVENTION, THOP_RAW_INCLUDES, TRAINING_RULE, ComponentRow, FlopsGrid, FlopsReport, GridCell, LayerCheck,
     ModuleRow, PackedComparison,
@@ -59,105 +58,6 @@ def nothing_counted(module: "nn.Module", macs: int, uncounted: Sequence[tuple[st
                 return (f"counted 0 MACs, yet the model multiplies by {where} {list(param.shape)}: nothing it runs "
                         f"has a MACs formula here, so there is no MACs figure{ran}")
     return None
-
-
-# --------------------------------------------------------------------------------------------
-# counting
-
-
-@dataclass
-class _Count:
-    recorder: Recorder
-    macs: int
-    flops: int
-    stock: dict[str, tuple[str, int, int]]   # modules counted by thop's stock hooks: name -> (type, MACs, FLOPs)
-    operators: OperatorTally                 # what ran outside the hooked modules
-
-
-def _hooked(module: "nn.Module", custom_ops: dict) -> set[str]:
-    """Qualified names of the modules a thop hook counts (ours or thop's stock ones): the operator pass skips
-    what runs inside them. Containers (thop gives nn.Sequential a zero hook) are not counted by their hook."""
-    from thop.profile import register_hooks
-    from torch import nn
-
-    return {name for name, m in module.named_modules()
-            if (type(m) in custom_ops or type(m) in register_hooks) and not isinstance(m, (nn.Sequential, nn.ModuleList))}
-
-
-def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: str) -> _Count:
-    """One thop.profile pass with our custom_ops (outside the fake mode); ``where`` names the input's options."""
-    import thop
-
-    from lstm_inspect.op_pass import operator_pass
-
-    from lstm_inspect.tracing import own_forward
-
-    recorder = Recorder(names={id(m): name for name, m in module.named_modules()})
-    custom_ops = make_custom_ops(recorder)
-    # Our own forwards (the built-in model, a rebuilt checkpoint) run nothing outside their hooked modules; a
-    # dispatch mode's first use imports torch._dynamo (about one more `import torch`), so they go without it.
-    watch = contextlib.nullcontext(OperatorTally()) if own_forward(module) else operator_pass(
-        module, _hooked(module, custom_ops))
-    try:
-        with _quiet(), watch as operators:
-            total, _params, layers = thop.profile(module, inputs, custom_ops=custom_ops,
-                                                  verbose=False, ret_layer_info=True)
-    except Exception as exc:  # a user's model may fail in any way
-        from lstm_inspect.building import is_size_overflow, too_large
-
-        if is_size_overflow(exc):
-            raise too_large(where, exc, tuple(f for f in ("batch_sizes", "seq_lens", "batch", "seq", "lengths")
-                                              if f in where.split())) from None
-        raise AnalysisFailed(f"counting a forward pass of {loaded.name} failed: {first_line(exc)}") from None
-    from torch.nn.modules.conv import _ConvNd
-
-    by_name = dict(module.named_modules())
-    stock: dict[str, tuple[str, int, int]] = {}
-    for name, ops in _leaves(layers, ""):
-        if name not in recorder.modules and ops:
-            sub = by_name.get(name)
-            # thop's convolution hook counts multiply-accumulates; its other hooks (norms, pooling,
-            # activations, softmax) count element-wise operations
-            if isinstance(sub, _ConvNd):
-                stock[name] = (type(sub).__name__, ops, 2 * ops)
-            else:
-                stock[name] = (type(sub).__name__, 0, ops)
-    macs = sum(m.macs for m in recorder.modules.values()) + sum(v[1] for v in stock.values()) + operators.macs
-    flops = (2 * sum(m.macs for m in recorder.modules.values()) + sum(m.elementwise for m in recorder.modules.values())
-             + sum(v[2] for v in stock.values()) + 2 * operators.macs + operators.elementwise)
-    return _Count(recorder, macs, flops, stock, operators)
-
-
-def _quiet():
-    """Silence torch's kernel-choice notice (oneDNN has no LSTM projection): no kernel runs here."""
-    import contextlib
-    import warnings
-
-    stack = contextlib.ExitStack()
-    stack.enter_context(warnings.catch_warnings())
-    warnings.filterwarnings("ignore", message=".*not supported with oneDNN.*")
-    return stack
-
-
-def _leaves(layers: dict, prefix: str):
-    for name, (ops, _params, children) in layers.items():
-        path = f"{prefix}.{name}" if prefix else name
-        if children:
-            yield from _leaves(children, path)
-        else:
-            yield path, int(round(float(ops)))
-
-
-def _stock_profile(module: "nn.Module", inputs: tuple) -> int:
-    """thop's own figure with its stock hooks, for reference."""
-    import thop
-
-    try:
-        with _quiet():
-            total, _params = thop.profile(module, inputs, verbose=False)
-    except Exception:  # only a reference figure: never fail the report for it
-        return -1
-    return int(round(float(total)))
 
 
 def _inputs(loaded: "LoadedModel", mode: Any, device: str, batch: int, seq: int,
@@ -196,16 +96,11 @@ def count_flops(
     peak_tflops: float | None = None,
     dtype: str = "float32",
 ) -> FlopsReport:
-    """Count one forward pass at ``batch`` × ``seq`` (or a packed batch of ``lengths``).
+    """Count one forward pass at ``batch`` × ``seq`` (or a packed batch of ``lengths``, padded to ``seq``).
 
     Args:
-        loaded: any model; closed-form checks only when ``loaded.spec`` is set.
-        batch: sequences (ignored with ``lengths``: the batch is ``len(lengths)``).
-        seq: time steps; with ``lengths`` the padded length (``>= max(lengths)``).
-        lengths: one length per sequence: the packed batch, compared with the padded one.
-        accelerator: named hardware for the time estimate (peak per dtype, bandwidth).
-        peak_tflops: a peak that overrides the accelerator's (or stands alone: compute bound only).
-        dtype: element type for the bytes moved and the peak.
+        loaded: any model; closed-form checks for the built-in family and rebuilt checkpoints.
+        accelerator, peak_tflops, dtype: hardware for the time estimate (a peak alone: compute bound only).
 
     Returns:
         A FlopsReport; ``macs``/``flops`` are the packed figures when ``lengths`` is given.
@@ -227,9 +122,7 @@ def count_flops(
 
     fallbacks: list[str] = []
     module, count, packed, thop_raw, params = traced(loaded, work, fallbacks)
-    if fallbacks:
-        notes.append(f"optional kernels not installed ({', '.join(fallbacks)}): counted on transformers' reference "
-                     "PyTorch path, the same arithmetic the fused kernels do")
+    notes += _fallback_notes(fallbacks)
     if lengths is not None:
         batch = len(lengths)
         notes.append("thop's raw figure is for the padded batch: thop 0.1.1 on a real PackedSequence also "
@@ -237,12 +130,10 @@ def count_flops(
 
     recorder = count.recorder
     notes += _coverage_notes(loaded, count, module)
-    checks: tuple[Check, ...] = ()
     expected = expected_layers(loaded)
-    if expected is not None:
-        steps = sum(lengths) if lengths is not None else batch * seq
-        checks = closed_form_checks(expected, recorder, steps, batch)
-    else:
+    checks: tuple[Check, ...] = () if expected is None else closed_form_checks(
+        expected, recorder, sum(lengths) if lengths is not None else batch * seq, batch)
+    if expected is None:
         notes.append("closed-form checks apply to the built-in model family only; this model is counted, not checked")
     time = None
     if accelerator is not None or peak_tflops is not None:
@@ -255,6 +146,13 @@ def count_flops(
         thop_raw=thop_raw, packed=packed, time=time, notes=tuple(notes),
         uncounted_ops=tuple(sorted(count.operators.uncounted.items())),
     )
+
+
+def _fallback_notes(fallbacks: list[str]) -> list[str]:
+    if not fallbacks:
+        return []
+    return [f"optional kernels not installed ({', '.join(fallbacks)}): counted on transformers' reference PyTorch "
+            "path, the same arithmetic the fused kernels do"]
 
 
 def _count_packed(module: "nn.Module", loaded: "LoadedModel", mode: Any, device: str, seq: int,
@@ -339,78 +237,5 @@ def count_grid(loaded: "LoadedModel", batch_sizes: Sequence[int], seq_lens: Sequ
     traced(loaded, work)
     return FlopsGrid(loaded.description, tuple(batch_sizes), tuple(seq_lens), tuple(cells), notes=tuple(loaded.notes),
                      uncounted_ops=tuple(sorted(uncounted.items())))
-
-
-# --------------------------------------------------------------------------------------------
-# aggregation
-
-
-def _owner_kind(module: "nn.Module", name: str) -> str:
-    """The layer type of what runs *inside* module ``name``: its own class counts as an ancestor (GPT-2's
-    attention products run in GPT2Attention itself; RWKV's WKV recurrence in RwkvSelfAttention)."""
-    from torch import nn
-
-    from lstm_inspect.analyses.classify import layer_type
-
-    parts = name.split(".") if name else []
-    try:
-        chain = [module] + [module.get_submodule(".".join(parts[:k])) for k in range(1, len(parts) + 1)]
-    except AttributeError:
-        return "Other"
-    return layer_type(nn.Identity(), chain)
-
-
-def _layer_kind(module: "nn.Module", name: str) -> str:
-    """The layer type of ``name`` (classify.layer_type, with its ancestors); "Other" when it is not a submodule."""
-    from lstm_inspect.analyses.classify import layer_type
-
-    try:
-        owner_module = module.get_submodule(name) if name else module
-    except AttributeError:
-        return "Other"
-    parts = name.split(".") if name else []
-    chain = [module] + [module.get_submodule(".".join(parts[:k])) for k in range(1, len(parts))]
-    return layer_type(owner_module, chain)
-
-
-def _components(recorder: Recorder, stock: dict[str, tuple[str, int, int]],
-                module: "nn.Module | None" = None) -> list[ComponentRow]:
-    from lstm_inspect.analyses.classify import component
-
-    rows: list[ComponentRow] = []
-    recurrent_modules = {d.module for d in recorder.directions.values()}
-    for m in recorder.modules.values():
-        if m.name in recurrent_modules:
-            for d in sorted((d for d in recorder.directions.values() if d.module == m.name),
-                            key=lambda d: (d.layer, d.direction)):
-                label = f"recurrent layer {d.layer} · {'reverse' if d.direction else 'forward'}"
-                rows.append(ComponentRow(label, m.name, d.macs, 2 * d.macs + d.elementwise, d.cell_steps))
-            continue
-        kind = _layer_kind(module, m.name) if module is not None else {
-            "Embedding": "Embedding", "Linear": "Linear/Conv"}.get(m.type, "Other")
-        label = _OPERATOR_COMPONENTS.get(kind) or component(m.name, kind)
-        rows.append(ComponentRow(label, m.name, m.macs, 2 * m.macs + m.elementwise))
-    for name, (_kind, macs, flops) in stock.items():
-        rows.append(ComponentRow("other", name, macs, flops))
-    return rows
-
-
-#: Component labels for what the operator pass counted, by the layer type of the module that ran it.
-_OPERATOR_COMPONENTS = {"Attention": "attention", "Recurrent": "recurrent", "Feed-forward": "feed-forward",
-                        "Normalization": "normalization", "Embedding": "embedding"}
-
-
-def _operator_components(module: "nn.Module", operators: OperatorTally) -> list[ComponentRow]:
-    """One row per module that ran counted ops outside the hooks, labelled by what it is or sits inside."""
-    from lstm_inspect.analyses.classify import component
-
-    rows = []
-    for o in operators.owners.values():
-        if not (o.macs or o.elementwise):
-            continue
-        kind = _layer_kind(module, o.name)
-        label = _OPERATOR_COMPONENTS.get(kind) or component(o.name, kind)
-        rows.append(ComponentRow(label, o.name or "(root)", o.macs, 2 * o.macs + o.elementwise))
-    return rows
 
 

@@ -73,7 +73,7 @@ def describe_structure(loaded: "LoadedModel", batch: int = 1, seq: int = 32) -> 
     """Walk the module tree; output shapes come from a fake forward on ``batch × seq`` token ids."""
     from lstm_inspect.building import is_size_overflow, too_large
     from lstm_inspect.errors import AnalysisFailed
-    from lstm_inspect.sources.hf_weights import forward_unavailable
+    from lstm_inspect.sources.stand_ins import forward_unavailable
     from lstm_inspect.tracing import output_shapes
 
     notes = list(loaded.notes)

@@ -1,0 +1,114 @@
+"""One counting pass: ``thop.profile`` with our custom ops (exact recurrent, Linear, Embedding, Conv1D), the
+operator pass for everything outside hooked modules, and thop's own stock figure for reference."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from lstm_inspect.errors import AnalysisFailed, first_line
+from lstm_inspect.thop_ops import Recorder, make_custom_ops
+from lstm_inspect.op_pass import OperatorTally
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from lstm_inspect.source import LoadedModel
+
+
+@dataclass
+class _Count:
+    recorder: Recorder
+    macs: int
+    flops: int
+    stock: dict[str, tuple[str, int, int]]   # modules counted by thop's stock hooks: name -> (type, MACs, FLOPs)
+    operators: OperatorTally                 # what ran outside the hooked modules
+
+
+def _hooked(module: "nn.Module", custom_ops: dict) -> set[str]:
+    """Qualified names of the modules a thop hook counts (ours or thop's stock ones): the operator pass skips
+    what runs inside them. Containers (thop gives nn.Sequential a zero hook) are not counted by their hook."""
+    from thop.profile import register_hooks
+    from torch import nn
+
+    return {name for name, m in module.named_modules()
+            if (type(m) in custom_ops or type(m) in register_hooks) and not isinstance(m, (nn.Sequential, nn.ModuleList))}
+
+
+def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: str) -> _Count:
+    """One thop.profile pass with our custom_ops (outside the fake mode); ``where`` names the input's options."""
+    import thop
+
+    from lstm_inspect.op_pass import operator_pass
+
+    from lstm_inspect.tracing import own_forward
+
+    recorder = Recorder(names={id(m): name for name, m in module.named_modules()})
+    custom_ops = make_custom_ops(recorder)
+    # Our own forwards (the built-in model, a rebuilt checkpoint) run nothing outside their hooked modules; a
+    # dispatch mode's first use imports torch._dynamo (about one more `import torch`), so they go without it.
+    watch = contextlib.nullcontext(OperatorTally()) if own_forward(module) else operator_pass(
+        module, _hooked(module, custom_ops))
+    try:
+        with _quiet(), watch as operators:
+            total, _params, layers = thop.profile(module, inputs, custom_ops=custom_ops,
+                                                  verbose=False, ret_layer_info=True)
+    except Exception as exc:  # a user's model may fail in any way
+        from lstm_inspect.building import is_size_overflow, too_large
+
+        if is_size_overflow(exc):
+            raise too_large(where, exc, tuple(f for f in ("batch_sizes", "seq_lens", "batch", "seq", "lengths")
+                                              if f in where.split())) from None
+        raise AnalysisFailed(f"counting a forward pass of {loaded.name} failed: {first_line(exc)}") from None
+    from torch.nn.modules.conv import _ConvNd
+
+    by_name = dict(module.named_modules())
+    stock: dict[str, tuple[str, int, int]] = {}
+    for name, ops in _leaves(layers, ""):
+        if name not in recorder.modules and ops:
+            sub = by_name.get(name)
+            # thop's convolution hook counts multiply-accumulates; its other hooks (norms, pooling,
+            # activations, softmax) count element-wise operations
+            if isinstance(sub, _ConvNd):
+                stock[name] = (type(sub).__name__, ops, 2 * ops)
+            else:
+                stock[name] = (type(sub).__name__, 0, ops)
+    macs = sum(m.macs for m in recorder.modules.values()) + sum(v[1] for v in stock.values()) + operators.macs
+    flops = (2 * sum(m.macs for m in recorder.modules.values()) + sum(m.elementwise for m in recorder.modules.values())
+             + sum(v[2] for v in stock.values()) + 2 * operators.macs + operators.elementwise)
+    return _Count(recorder, macs, flops, stock, operators)
+
+
+def _quiet():
+    """Silence torch's kernel-choice notice (oneDNN has no LSTM projection): no kernel runs here."""
+    import contextlib
+    import warnings
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(warnings.catch_warnings())
+    warnings.filterwarnings("ignore", message=".*not supported with oneDNN.*")
+    return stack
+
+
+def _leaves(layers: dict, prefix: str):
+    for name, (ops, _params, children) in layers.items():
+        path = f"{prefix}.{name}" if prefix else name
+        if children:
+            yield from _leaves(children, path)
+        else:
+            yield path, int(round(float(ops)))
+
+
+def _stock_profile(module: "nn.Module", inputs: tuple) -> int:
+    """thop's own figure with its stock hooks, for reference."""
+    import thop
+
+    try:
+        with _quiet():
+            total, _params = thop.profile(module, inputs, verbose=False)
+    except Exception:  # only a reference figure: never fail the report for it
+        return -1
+    return int(round(float(total)))
+
+

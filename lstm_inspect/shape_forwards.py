@@ -1,0 +1,100 @@
+"""Forwards that only make outputs of the right shapes, for the modules whose output shape is known in
+closed form (nn.LSTM/GRU/RNN, nn.Linear): structure and FLOPs need shapes, not values, and a recurrent
+module on fake or meta tensors would otherwise run one small op per time step. The recurrent stand-in
+checks what PyTorch checks first, so it refuses what PyTorch would refuse.
+"""
+
+from __future__ import annotations
+
+def closed_form_leaves() -> tuple[type, ...]:
+    from torch import nn
+
+    return (nn.Embedding, nn.RNNBase, nn.Linear, nn.Dropout, nn.Identity)
+
+
+def linear_shapes(self, input):
+    """nn.Linear's output, shape only."""
+    return input.new_empty((*input.shape[:-1], self.out_features))
+
+
+def recurrent_shapes(self, input, hx=None):
+    """nn.LSTM/GRU/RNN's outputs, shapes only: (output, h_n) or (output, (h_n, c_n))."""
+    from torch.nn.utils.rnn import PackedSequence
+
+    directions = 2 if self.bidirectional else 1
+    state_dim = self.proj_size or self.hidden_size
+    layers = directions * self.num_layers
+    _check_recurrent_input(self, input, hx)
+    if isinstance(input, PackedSequence):
+        data = input.data.new_empty((input.data.shape[0], directions * state_dim))
+        output = PackedSequence(data, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
+        state_lead: tuple = (layers, int(input.batch_sizes[0]))
+        like = input.data
+    else:
+        output = input.new_empty((*input.shape[:-1], directions * state_dim))
+        if input.dim() == 3:
+            state_lead = (layers, input.shape[0] if self.batch_first else input.shape[1])
+        else:  # unbatched [T, I]
+            state_lead = (layers,)
+        like = input
+    h_n = like.new_empty((*state_lead, state_dim))
+    if self.mode == "LSTM":
+        return output, (h_n, like.new_empty((*state_lead, self.hidden_size)))
+    return output, h_n
+
+
+SAMPLE_INPUT_HINT = "give the model a sample_input(batch, seq, device) returning what its forward takes"
+
+
+def _check_recurrent_input(self, input, hx) -> None:
+    """What ``nn.LSTM/GRU/RNN.forward`` checks before running (input rank, dtype and width, the hidden state's
+    shapes and devices, a packed batch's consistency): the shape-only forward must refuse what PyTorch refuses."""
+    import torch
+    from torch.nn.utils.rnn import PackedSequence
+
+    kind = type(self).__name__
+    directions = 2 if self.bidirectional else 1
+    layers = directions * self.num_layers
+
+    def fail(what: str):
+        raise RuntimeError(f"{kind}: {what}; {SAMPLE_INPUT_HINT}")
+
+    if isinstance(input, PackedSequence):
+        data, sizes = input.data, input.batch_sizes
+        if data.dim() != 2:
+            fail(f"packed data must have 2 dimensions, got {data.dim()}")
+        steps = [int(s) for s in sizes.tolist()]
+        if sum(steps) != data.shape[0] or any(b > a for a, b in zip(steps, steps[1:])) or (steps and steps[-1] < 1):
+            fail(f"batch_sizes {steps} do not describe packed data of {data.shape[0]} rows")
+        batch, x = (steps[0] if steps else 0), data
+        batched = True
+    else:
+        if not isinstance(input, torch.Tensor):
+            fail(f"expected a tensor or a PackedSequence, got {type(input).__name__}")
+        if input.dim() not in (2, 3):
+            fail(f"input must have 2 (unbatched) or 3 dimensions, got {input.dim()} ({list(input.shape)})")
+        batched = input.dim() == 3
+        batch = (int(input.shape[0] if self.batch_first else input.shape[1]) if batched else None)  # type: ignore[assignment]
+        x = input
+    if x.shape[-1] != self.input_size:
+        fail(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, got {x.shape[-1]}")
+    if not x.is_floating_point():
+        fail(f"input must be floating point got {x.dtype}")
+    if hx is None:
+        return
+    state_dim = self.proj_size or self.hidden_size
+    expected = [(layers, batch, state_dim) if batched else (layers, state_dim)]
+    states = [hx]
+    if self.mode == "LSTM":
+        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+            fail("an LSTM's hidden state is a tuple (h_0, c_0)")
+        states = list(hx)
+        expected.append((layers, batch, self.hidden_size) if batched else (layers, self.hidden_size))
+    for name, state, shape in zip(("h_0", "c_0"), states, expected):
+        if not isinstance(state, torch.Tensor):
+            fail(f"{name} must be a tensor, got {type(state).__name__}")
+        if tuple(state.shape) != tuple(shape):
+            fail(f"Expected hidden size {tuple(shape)}, got {tuple(state.shape)} for {name}")
+        if state.device != x.device:
+            fail(f"Input and hidden tensors are not at the same device, found input tensor at {x.device} "
+                 f"and hidden tensor at {state.device}")
