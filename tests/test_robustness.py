@@ -243,6 +243,9 @@ CASES = [
     Case("memory", ["--optimizer", "lion", "--mode", "train"], 2, "--optimizer"),
     Case("memory", ["--optimizer", "adam"], 2, "--optimizer"),                          # needs --mode train
     Case("memory", ["--dtype", "int8"], 2, "--dtype"),
+    Case("memory", ["--train-loop", "fast", "--mode", "train"], 2, "--train-loop"),
+    Case("memory", ["--train-loop", "lean"], 2, "--train-loop"),                        # needs --mode train
+    Case("memory", ["--mode", "train", "--train-loop", "lean", "--json"], 0, ""),
     Case("memory", ["--device", "tpu"], 2, "--device"),
     Case("memory", ["--device", ""], 2, "--device"),
     Case("memory", ["--device", "cuda:abc"], 2, "--device"),
