@@ -21,6 +21,8 @@ from typer.testing import CliRunner
 from lstm_inspect.analyses.memory import BudgetFit, largest_batch, sweep_memory
 from lstm_inspect.analyses.memory_estimate import estimate_increment
 from lstm_inspect.analyses.memory_measure import measure_increment
+from lstm_inspect.analyses.memory_step import lm_loss, make_optimizer, optimizer_state_of
+from lstm_inspect.building import materialize
 from lstm_inspect.building import fake_mode
 from lstm_inspect.cli import app
 from lstm_inspect.source import load_builtin
@@ -135,8 +137,51 @@ def test_adam_state_is_two_moments_per_trainable_element_plus_step_counters():
     n_tensors = len(list(loaded.module.parameters()))
     expected = 2 * plain.weights_bytes + 4 * n_tensors
     assert adam.optimizer_state_bytes == expected
-    assert adam.cells[0].estimated_bytes == plain.cells[0].estimated_bytes + expected
+    # The state torch.optim.Adam really creates at its first step, on real tensors.
+    real = materialize(loaded.module, torch.device("cpu"), torch.float32)
+    opt = make_optimizer(real, "adam")
+    lm_loss(real(*loaded.inputs(2, 8, "cpu"))).backward()
+    opt.step()
+    assert optimizer_state_of(opt) == expected
+    # The optimizer step really runs: Adam's temporaries come on top of its resident state; SGD without
+    # momentum updates in place (no temporaries, no state).
+    assert adam.cells[0].estimated_bytes > plain.cells[0].estimated_bytes + expected
     assert sgd.cells[0].estimated_bytes == plain.cells[0].estimated_bytes
+
+
+@pytest.mark.parametrize("spec, batches, seqs", [
+    (DEFAULT, [4], [64]),
+    (SMALL_BI_GRU, [1, 16], [32, 256]),
+], ids=["default", "bi-gru"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_usual_training_loop_with_optimizer_agrees_within_5_percent(spec, batches, seqs, optimizer):
+    # Real allocations (the CPU profiler) against the fake-tensor estimate of the same usual loop:
+    # logits referenced through backward, then optimizer.step() with the optimizer's state resident.
+    report = sweep_memory(load_builtin(spec), batch_sizes=batches, seq_lens=seqs, method="both", mode="train",
+                          optimizer=optimizer)
+    assert report.train_loop == "usual"
+    _check_agreement(report, 0.05)
+    for cell in report.cells:
+        # Gradients (the weights' size) and the logits are live together after backward, plus the state.
+        floor = report.weights_bytes + _logits_bytes(spec, cell.batch_size, cell.seq_len) + report.optimizer_state_bytes
+        assert cell.measured_bytes >= floor
+        assert cell.estimated_bytes >= floor
+
+
+def test_the_modelled_training_step_keeps_the_logits_through_backward():
+    # The usual loop holds ``logits`` while backward runs; a step that frees them first (the lean loop)
+    # peaks one logits-sized buffer lower where the logits are the peak. This fails if the modelled
+    # default step drops the logits.
+    spec, batch, seq = DEFAULT.replace(vocab_size=20000), 4, 64
+    loaded = load_builtin(spec)
+    usual = sweep_memory(loaded, batch_sizes=[batch], seq_lens=[seq], method="both", mode="train")
+    lean = sweep_memory(loaded, batch_sizes=[batch], seq_lens=[seq], method="both", mode="train", train_loop="lean")
+    logits = _logits_bytes(spec, batch, seq)
+    (u,), (ln,) = usual.cells, lean.cells
+    assert u.measured_bytes - ln.measured_bytes == pytest.approx(logits, rel=0.02)
+    assert u.estimated_bytes - ln.estimated_bytes == pytest.approx(logits, rel=0.02)
+    assert u.error_ratio <= 0.05 and ln.error_ratio <= 0.05
+    assert any("usual loop" in n for n in usual.notes) and any("lean loop" in n for n in lean.notes)
 
 
 def test_half_precision_halves_the_logits():

@@ -31,6 +31,7 @@ BASE = {
     "memory": TINY + ["--batch-sizes", "1,2", "--seq-lens", "4", "--method", "estimate"],
     "report": TINY + ["--batch-sizes", "1", "--seq-lens", "4", "--seq", "4", "--device", "cpu"],
     "compare": [],
+    "generation": TINY + ["--contexts", "1,8"],
 }
 #: A model big enough to overflow any memory if it were allocated (2**20 hidden, 1024 layers: ~2**55 bytes).
 HUGE = ["--hidden-dim", "1048576", "--num-layers", "1024", "--embed-dim", "8", "--vocab-size", "50"]
@@ -247,6 +248,19 @@ CASES = [
     Case("memory", ["--optimizer", "lion", "--mode", "train"], 2, "--optimizer"),
     Case("memory", ["--optimizer", "adam"], 2, "--optimizer"),                          # needs --mode train
     Case("memory", ["--dtype", "int8"], 2, "--dtype"),
+    Case("memory", ["--train-loop", "fast", "--mode", "train"], 2, "--train-loop"),
+    Case("memory", ["--train-loop", "lean"], 2, "--train-loop"),                        # needs --mode train
+    Case("memory", ["--mode", "train", "--train-loop", "lean", "--json"], 0, ""),
+    Case("generation", ["--contexts", "0"], 2, "--contexts"),
+    Case("generation", ["--contexts", "1,1"], 2, "--contexts"),
+    Case("generation", ["--contexts", str(2**30)], 2, "--contexts"),
+    Case("generation", ["--batch-sizes", "a"], 2, "--batch-sizes"),
+    Case("generation", ["--dtype", "int4"], 2, "--dtype"),
+    Case("generation", ["--budget", "lots"], 2, "--budget"),
+    Case("generation", ["--json=yes"], 2, "--json"),
+    Case("generation", ["--output", ""], 2, "--output"),
+    Case("generation", HUGE + ["--json"], 0, ""),
+    Case("generation", ["--budget", "1KiB", "--json"], 0, ""),
     Case("memory", ["--device", "tpu"], 2, "--device"),
     Case("memory", ["--device", ""], 2, "--device"),
     Case("memory", ["--device", "cuda:abc"], 2, "--device"),

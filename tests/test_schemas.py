@@ -29,6 +29,7 @@ CASES = [
     # a 25 TB logits cell: the CPU allocator refuses at once, the cell is "oom", the other cell stays
     ["memory", "--json", "--embed-dim", "8", "--hidden-dim", "8", "--vocab-size", "1000000", "--batch-sizes", "1,100000",
      "--seq-lens", "64", "--method", "measure", "--device", "cpu"],
+    ["generation", "--json", *SMALL, "--contexts", "1,4096", "--budget", "1GiB"],
     ["compare", "--json", "builtin", "hidden_dim=12,embed_dim=16,vocab_size=100"],
     ["report", "--json", *SMALL, "--batch-sizes", "1", "--seq-lens", "4"],
 ]

@@ -68,6 +68,14 @@ class CostSummary:
     memory_bytes: int | None = None   # the estimated increment of one forward (source document 000's quantity)
     weights_bytes: int | None = None  # the weights at float32, resident before the step
     note: str | None = None
+    state_fixed_bytes: int | None = None      # generation: the state per sequence, whatever the context
+    state_per_token_bytes: int | None = None  # generation: per sequence per token (a KV cache)
+
+    def state_at(self, context: int) -> int | None:
+        """Generation state per sequence at ``context`` tokens (None: not available)."""
+        if self.state_fixed_bytes is None or self.state_per_token_bytes is None:
+            return None
+        return self.state_fixed_bytes + self.state_per_token_bytes * context
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,10 @@ class PairComparison:
     memory_bytes: Delta | None = None
     weights_bytes: Delta | None = None
     notes: tuple[str, ...] = ()
+    #: Generation: the first context at which the other model's state per sequence reaches the first's
+    #: (None: never, or not available), and the same for weights + one sequence's state.
+    state_crossing: int | None = None
+    total_crossing: int | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,7 @@ class CompareReport(Rendered):
     layers: tuple[LayerReport, ...]
     costs: tuple[CostSummary | None, ...]
     comparisons: tuple[PairComparison, ...]    # each model after the first, against the first
+    contexts: tuple[int, ...] = ()             # the generation rows' context lengths
 
 
 def compare_models(models: Sequence["LoadedModel"], names: Sequence[str], *, batch: int = 1, seq: int = 32,
@@ -122,8 +135,10 @@ def compare_models(models: Sequence["LoadedModel"], names: Sequence[str], *, bat
                                 summaries[i]), (names[0], names[i]), (models[0], models[i]))
         for i in range(1, len(models))
     )
+    from lstm_inspect.analyses.generation import DEFAULT_CONTEXTS
+
     return CompareReport(tuple(names), tuple(m.description for m in models), batch, seq, params, layers,
-                         summaries, pairs)
+                         summaries, pairs, DEFAULT_CONTEXTS if costs else ())
 
 
 def _with_model_notes(pair: PairComparison, names: Sequence[str], models: Sequence["LoadedModel"]) -> PairComparison:
@@ -161,6 +176,13 @@ def cost_summary(loaded: "LoadedModel", batch: int, seq: int) -> CostSummary:
             notes.append(f"memory: {cell.reason}")
     except AnalysisFailed as exc:
         notes.append(f"memory: {first_line(exc, 160)}")
+    try:
+        from lstm_inspect.analyses.generation import generation_memory
+
+        gen = generation_memory(loaded, contexts=[1], batch_sizes=[1])
+        fields.update(state_fixed_bytes=gen.fixed_bytes, state_per_token_bytes=gen.per_token_bytes)
+    except AnalysisFailed as exc:
+        notes.append(f"generation: {first_line(exc, 160)}")
     return CostSummary(note="; ".join(notes) or None, **fields)
 
 
@@ -202,8 +224,23 @@ def _pair(name_a: str, name_b: str, pa: ParamReport, pb: ParamReport, la: LayerR
         changed=_changes(la.hyperparameters, lb.hyperparameters),
         zero_layers=zero,
         macs=cost("macs"), flops=cost("flops"), memory_bytes=cost("memory_bytes"), weights_bytes=cost("weights_bytes"),
-        notes=tuple(notes),
+        notes=tuple(notes), **_crossings(ca, cb),
     )
+
+
+def _crossings(ca: CostSummary | None, cb: CostSummary | None) -> dict[str, int | None]:
+    """Where the two models' generation curves cross: state per sequence, and weights + one sequence's state."""
+    from lstm_inspect.analyses.generation import crossing_context
+
+    if ca is None or cb is None or ca.state_at(0) is None or cb.state_at(0) is None:
+        return {}
+    fa, pa, fb, pb = ca.state_fixed_bytes, ca.state_per_token_bytes, cb.state_fixed_bytes, cb.state_per_token_bytes
+    if fa is None or pa is None or fb is None or pb is None:
+        return {}
+    crossings: dict[str, int | None] = {"state_crossing": crossing_context(fa, pa, fb, pb)}
+    if ca.weights_bytes is not None and cb.weights_bytes is not None:
+        crossings["total_crossing"] = crossing_context(fa + ca.weights_bytes, pa, fb + cb.weights_bytes, pb)
+    return crossings
 
 
 def _changes(a: dict[str, Any], b: dict[str, Any]) -> tuple[Change, ...]:

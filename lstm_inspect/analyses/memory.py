@@ -5,11 +5,13 @@ The quantity, per cell: the memory increment of one step, excluding what was res
 peak − baseline of allocated bytes, where the baseline holds the weights and the input batch.
 
 * ``infer``: one forward under ``torch.no_grad()``.
-* ``train``: forward, a language-model loss (cross-entropy of the output's last dimension against
-  token targets), backward: activations kept for backward and every parameter's gradient. The
-  optimizer's state (Adam: two moments per trainable element; SGD without momentum: none) is
-  resident in steady training; it is counted from the parameter sizes, not run, and added to
-  every cell (``optimizer_state_bytes``). The optimizer step's temporaries are not counted.
+* ``train``: the usual training loop (``loop="usual"``): forward, cross-entropy of the output's last
+  dimension against token targets with the logits still referenced, backward, and with an optimizer
+  its real ``step()``: activations kept for backward, every parameter's gradient, the optimizer step's
+  temporaries. The optimizer's state (Adam: two moments per trainable element and a step counter per
+  tensor; SGD without momentum: none) is created by an unmeasured first step, resident in steady
+  training, and added to every cell (``optimizer_state_bytes``). ``loop="lean"``: the logits are
+  freed before backward (:mod:`lstm_inspect.analyses.memory_step`).
 
 Weights are reported once, separately (``weights_bytes``).
 """
@@ -17,7 +19,7 @@ Weights are reported once, separately (``weights_bytes``).
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from lstm_inspect.analyses.memory_probes import Estimator, Meter
 from lstm_inspect.analyses.memory_report import (  # noqa: F401  (re-exported: the report types)
@@ -25,7 +27,7 @@ from lstm_inspect.analyses.memory_report import (  # noqa: F401  (re-exported: t
     grouped_reasons,
 )
 from lstm_inspect.analyses.memory_step import (  # noqa: F401  (re-exported)
-    lm_loss, make_step, optimizer_state_bytes, torch_dtype, weights_bytes,
+    TRAIN_LOOPS, lm_loss, make_step, optimizer_state_bytes, torch_dtype, weights_bytes,
 )
 from lstm_inspect.errors import InvalidInput, first_line
 
@@ -46,6 +48,7 @@ def sweep_memory(
     method: str = "both",
     mode: str = "infer",
     optimizer: str = "none",
+    train_loop: str = "usual",
     dtype: str = "float32",
     device: "torch.device | None" = None,
     lengths: Sequence[int] | None = None,
@@ -54,38 +57,36 @@ def sweep_memory(
     should_stop: Callable[[], bool] | None = None,
     admit: Admit | None = None,
 ) -> MemoryReport:
-    """Measure and/or estimate every (batch, seq) cell; never loses a finished cell.
+    """Measure and/or estimate every (batch, seq) cell into a MemoryReport; never loses a finished cell
+    (``oom``/``error`` cells carry a reason; after Ctrl-C the finished cells and ``interrupted``).
 
     Args:
         loaded: any model; its forward's arguments come from ``loaded.inputs``.
         batch_sizes, seq_lens: the grid. With ``lengths`` it is the one packed batch ``len × max(lengths)``.
         method: measure/estimate/both; mode: infer/train; optimizer: none/sgd/adam; dtype: float32/16, bfloat16.
-        device: where to measure (estimates always run on fake tensors).
+        train_loop: usual (logits referenced through backward) or lean (logits freed before backward).
+        device: where to measure (estimates run on fake tensors).
         budget_bytes: also find per seq length the largest batch whose weights + estimate fit.
         on_cell: called after each finished cell with ``(cell, done, total)`` (progress bars).
         should_stop: asked between cells; True stops the sweep as Ctrl-C does (``interrupted``).
-        admit: asked before a cell is measured, with its estimate: a reason not to run it makes the
-            cell ``oom`` (the CLI's host-memory policy on the CPU).
-
-    Returns:
-        A MemoryReport: ``oom``/``error`` cells with a reason; after Ctrl-C the finished cells, ``interrupted``.
+        admit: asked before a cell is measured, with its estimate: a reason not to run it makes it ``oom``.
     """
     import torch
 
-    method, mode, optimizer, dtype = (check_choice(method, METHODS, "method"), check_choice(mode, MODES, "mode"),
-                                      check_choice(optimizer, OPTIMIZERS, "optimizer"),
-                                      check_choice(dtype, DTYPES, "dtype"))
+    method, mode, optimizer, dtype, train_loop = (
+        check_choice(method, METHODS, "method"), check_choice(mode, MODES, "mode"),
+        check_choice(optimizer, OPTIMIZERS, "optimizer"), check_choice(dtype, DTYPES, "dtype"),
+        check_choice(train_loop, TRAIN_LOOPS, "train_loop"))
     batch_sizes, seq_lens, lengths = _grid_axes(batch_sizes, seq_lens, lengths)
     device = device if device is not None else torch.device("cpu")
     tdtype, train = torch_dtype(dtype), mode == "train"
     weights, opt_state = _resident(loaded, tdtype, optimizer, mode)
-    notes = (*loaded.notes, *_notes(method, mode, optimizer, device, lengths))
+    notes = (*loaded.notes, *_notes(method, mode, optimizer, device, lengths, train_loop))
+    probe: dict[str, Any] = dict(train=train, lengths=lengths, extra=opt_state, loop=train_loop, optimizer=optimizer)
     with contextlib.ExitStack() as stack:
         estimating = method != "measure" or admit is not None or budget_bytes is not None
-        estimator = stack.enter_context(Estimator(loaded, tdtype, train=train, lengths=lengths, extra=opt_state)) \
-            if estimating else None
-        meter = stack.enter_context(Meter(loaded, device, tdtype, train=train, lengths=lengths, extra=opt_state)) \
-            if method != "estimate" else None
+        estimator = stack.enter_context(Estimator(loaded, tdtype, **probe)) if estimating else None
+        meter = stack.enter_context(Meter(loaded, device, tdtype, **probe)) if method != "estimate" else None
         cells, interrupted = _grid(batch_sizes, seq_lens, estimator, meter, report_estimate=method != "measure",
                                    on_cell=on_cell, should_stop=should_stop, admit=admit)
         fits: tuple[BudgetFit, ...] = ()
@@ -93,7 +94,8 @@ def sweep_memory(
             fits, interrupted, failed = _budget_fits(estimator, seq_lens, budget_bytes, weights)
             notes = (*notes, *failed)
     return MemoryReport(
-        model=loaded.description, mode=mode, optimizer=optimizer, dtype=dtype, device=str(device), method=method,
+        model=loaded.description, mode=mode, optimizer=optimizer, train_loop=train_loop if train else None,
+        dtype=dtype, device=str(device), method=method,
         batch_sizes=tuple(batch_sizes), seq_lens=tuple(seq_lens), lengths=tuple(lengths) if lengths else None,
         weights_bytes=weights, optimizer_state_bytes=opt_state, cells=tuple(cells), interrupted=interrupted,
         budget_bytes=budget_bytes, budget_fits=fits, notes=notes,
@@ -210,7 +212,7 @@ def largest_batch(estimate: Callable[[int, int], int], seq: int, room: int) -> B
     return BudgetFit(seq, low, estimate(low, seq))
 
 
-def _notes(method: str, mode: str, optimizer: str, device, lengths) -> tuple[str, ...]:
+def _notes(method: str, mode: str, optimizer: str, device, lengths, loop: str = "usual") -> tuple[str, ...]:
     from lstm_inspect import torch_adapters
 
     notes = []
@@ -222,9 +224,12 @@ def _notes(method: str, mode: str, optimizer: str, device, lengths) -> tuple[str
         if device is not None and device.type == "cuda":
             notes.append("estimate follows the CPU kernels: cuDNN's own workspace and kernel choices on CUDA differ")
     if mode == "train":
-        notes.append("train: forward + cross-entropy loss + backward (activations kept, gradients)"
-                     + ("; optimizer state counted from the parameters, step temporaries not counted" if optimizer == "adam"
-                        else "; SGD without momentum keeps no state" if optimizer == "sgd" else ""))
+        loop_text = ("usual loop: logits = model(x); loss = cross_entropy(logits, y); loss.backward()"
+                     if loop == "usual" else
+                     "lean loop: loss = loss_of(model(x)); loss.backward() (logits freed before backward)")
+        notes.append(f"train, {loop_text}" + (f"; optimizer.step() ({optimizer}) runs" if optimizer != "none" else "")
+                     + ("; Adam's state, created by a first unmeasured step, is resident and added to every cell"
+                        if optimizer == "adam" else "; SGD without momentum keeps no state" if optimizer == "sgd" else ""))
     if lengths is not None and method in ("estimate", "both"):
         notes.append("packed input: the estimate runs equal-length groups unpacked (fake tensors cannot run the packed "
                      "kernel); the measurement runs the packed kernel")

@@ -26,8 +26,10 @@ class Estimator(contextlib.AbstractContextManager):
     """The estimated increment of one step at any (batch, seq), from one fake copy of the model."""
 
     def __init__(self, loaded: "LoadedModel", dtype: "torch.dtype", *, train: bool,
-                 lengths: Sequence[int] | None = None, extra: int = 0) -> None:
+                 lengths: Sequence[int] | None = None, extra: int = 0, loop: str = "usual",
+                 optimizer: str = "none") -> None:
         self.loaded, self.dtype, self.train, self.lengths, self.extra = loaded, dtype, train, lengths, extra
+        self.loop, self.optimizer = loop, optimizer
         self._copy: Any = None
 
     def __enter__(self) -> "Estimator":
@@ -38,7 +40,16 @@ class Estimator(contextlib.AbstractContextManager):
         self._copy = fake_copy(converted)
         self.module, self.mode = self._copy.__enter__()
         self.module.train(self.train)
-        self._step = make_step(self.train)(self.module)
+        self._step = make_step(self.train, self.loop, self.optimizer)(self.module)
+        if self.train and self.optimizer != "none":
+            # One untracked step creates the optimizer's (fake) state: resident from then on, as in training.
+            try:
+                with self.mode:
+                    self._step(self._inputs_of.inputs(1, 1, "cpu", [1] if self.lengths is not None else None))
+            except Exception:  # noqa: BLE001 - the cells will report the failure themselves
+                pass
+            finally:
+                self.module.zero_grad(set_to_none=True)
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -61,9 +72,11 @@ class Meter(contextlib.AbstractContextManager):
     """The measured increment of one real step on ``device`` (real weights, small random values)."""
 
     def __init__(self, loaded: "LoadedModel", device: "torch.device", dtype: "torch.dtype", *, train: bool,
-                 lengths: Sequence[int] | None = None, extra: int = 0) -> None:
+                 lengths: Sequence[int] | None = None, extra: int = 0, loop: str = "usual",
+                 optimizer: str = "none") -> None:
         self.loaded, self.device, self.dtype, self.train, self.lengths, self.extra = \
             loaded, device, dtype, train, lengths, extra
+        self.loop, self.optimizer = loop, optimizer
         self.module: Any = None
 
     def __enter__(self) -> "Meter":
@@ -71,7 +84,7 @@ class Meter(contextlib.AbstractContextManager):
 
         self.module = materialize(self.loaded.module, self.device, self.dtype)
         self.module.train(self.train)
-        self._step = make_step(self.train)(self.module)
+        self._step = make_step(self.train, self.loop, self.optimizer)(self.module)
         self._warm_up()
         return self
 
@@ -83,7 +96,8 @@ class Meter(contextlib.AbstractContextManager):
 
     def _warm_up(self) -> None:
         """One small unmeasured step: the first forward in a process allocates one-time state (kernel
-        libraries' caches, thread pools), which is no part of any cell's increment."""
+        libraries' caches, thread pools), and the first optimizer step creates the optimizer's state
+        (resident in steady training, added to each cell as ``extra``): no part of any cell's increment."""
         try:
             self._step(self.loaded.inputs(1, 1, self.device, [1] if self.lengths is not None else None))
         except Exception:  # noqa: BLE001 - the cells will report the failure themselves

@@ -63,6 +63,7 @@ class MemoryReport(Rendered):
     model: dict[str, Any]
     mode: str
     optimizer: str
+    train_loop: str | None            # "usual" or "lean" in train mode; None in infer mode
     dtype: str
     device: str
     method: str

@@ -1,9 +1,14 @@
 """The step whose memory is measured or estimated, and the sizes resident around it.
 
 * ``infer``: one forward under ``torch.no_grad()``.
-* ``train``: forward, a language-model loss (cross-entropy of the output's last dimension against token
-  targets), backward: activations kept for backward and every parameter's gradient. The optimizer's
-  state is counted from the parameter sizes (:func:`optimizer_state_bytes`).
+* ``train`` with the ``usual`` loop (the default): the training step as users write it,
+  ``logits = model(x); loss = F.cross_entropy(logits.view(-1, V), y.view(-1)); loss.backward()``, then
+  ``optimizer.step()`` with ``--optimizer``: the logits stay referenced through backward and the
+  optimizer step, every parameter's gradient is live at the end, and the optimizer really runs
+  (torch.optim on the real or fake module: its state is created by a first, unmeasured step and is
+  resident afterwards; the step's own temporaries are in the increment).
+* ``train`` with the ``lean`` loop: the loss is taken inside a helper, so the logits are freed before
+  backward (``loss = loss_of(model(x)); loss.backward()``): one logits-sized buffer less at the peak.
 """
 
 from __future__ import annotations
@@ -50,8 +55,22 @@ def optimizer_state_bytes(module: "nn.Module", optimizer: str, mode: str) -> int
     return total
 
 
-def make_step(train: bool) -> Callable[["nn.Module"], Callable[[tuple], Any]]:
-    """The work measured per cell, for a module: a no-grad forward, or forward + loss + backward."""
+#: The training loops ``memory --mode train`` can model (``--train-loop``).
+TRAIN_LOOPS = ("usual", "lean")
+
+
+def make_step(train: bool, loop: str = "usual",
+              optimizer: str = "none") -> Callable[["nn.Module"], Callable[[tuple], Any]]:
+    """The work measured per cell, for a module: a no-grad forward, or a training step.
+
+    Args:
+        train: a training step (else a forward under ``no_grad``).
+        loop: ``usual`` (logits referenced through backward and the optimizer step) or ``lean``
+            (logits freed before backward).
+        optimizer: ``none``, ``sgd`` or ``adam``: a real ``torch.optim`` optimizer over the module's
+            trainable parameters, stepped after backward. Call the bound step once unmeasured first
+            so that Adam's state exists (steady training) before a measured step.
+    """
 
     def bind(module: "nn.Module") -> Callable[[tuple], Any]:
         import torch
@@ -61,15 +80,69 @@ def make_step(train: bool) -> Callable[["nn.Module"], Callable[[tuple], Any]]:
                 out = module(*args)
             del out
 
-        def train_step(args: tuple) -> None:
-            loss = lm_loss(module(*args))
+        opt = make_optimizer(module, optimizer) if train else None
+
+        def usual_step(args: tuple) -> None:
+            output = module(*args)
+            loss = lm_loss(output)          # ``output`` (the logits) stays referenced until the step returns
             loss.backward()
-            del loss
+            if opt is not None:
+                opt.step()
+            del loss, output
             # Gradients stay allocated until the next step's zero_grad: they are part of the peak.
 
-        return train_step if train else infer
+        def lean_step(args: tuple) -> None:
+            loss = lm_loss(module(*args))   # the logits die inside lm_loss: freed before backward
+            loss.backward()
+            if opt is not None:
+                opt.step()
+            del loss
+
+        if not train:
+            return infer
+        return usual_step if check_loop(loop) == "usual" else lean_step
 
     return bind
+
+
+def check_loop(loop: str) -> str:
+    if loop not in TRAIN_LOOPS:
+        from lstm_inspect.errors import InvalidInput
+
+        raise InvalidInput(f"train loop must be one of {', '.join(TRAIN_LOOPS)}, got {loop!r}", fields=("train_loop",))
+    return loop
+
+
+def make_optimizer(module: "nn.Module", optimizer: str) -> Any:
+    """A torch.optim optimizer over ``module``'s trainable parameters (None for ``none``).
+
+    The single-tensor (for-loop) implementations: what torch picks on the CPU, and the one whose
+    temporaries are per parameter (``foreach`` would hold a list of them at once on CUDA).
+    """
+    import torch
+
+    params = [p for p in module.parameters() if p.requires_grad]
+    if optimizer == "none" or not params:
+        return None
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=1e-3, foreach=False)
+    return torch.optim.Adam(params, lr=1e-3, foreach=False)
+
+
+def optimizer_state_of(opt: Any) -> int:
+    """Bytes of the tensors an optimizer keeps in its state (after its first step)."""
+    import torch
+
+    if opt is None:
+        return 0
+    seen: set[int] = set()
+    total = 0
+    for state in opt.state.values():
+        for value in state.values():
+            if isinstance(value, torch.Tensor) and id(value) not in seen:
+                seen.add(id(value))
+                total += value.numel() * value.element_size()
+    return total
 
 
 def lm_loss(output: Any) -> "torch.Tensor":

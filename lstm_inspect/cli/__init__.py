@@ -9,6 +9,7 @@ from lstm_inspect.cli import structure as _structure  # noqa: E402,F401
 from lstm_inspect.cli import params as _params  # noqa: E402,F401
 from lstm_inspect.cli import flops as _flops  # noqa: E402,F401
 from lstm_inspect.cli import memory as _memory  # noqa: E402,F401
+from lstm_inspect.cli import generation as _generation  # noqa: E402,F401
 from lstm_inspect.cli import compare as _compare  # noqa: E402,F401
 from lstm_inspect.cli import report as _report  # noqa: E402,F401
 

@@ -146,7 +146,7 @@ app = typer.Typer(
     cls=LstmInspectGroup,
     name="lstm-inspect",
     help="What a recurrent language model costs before you train or ship it: "
-    "structure, parameters, FLOPs and memory. Exit codes: 0 ok, 1 budget exceeded, "
+    "structure, parameters, FLOPs, memory (training and generation). Exit codes: 0 ok, 1 budget exceeded, "
     "2 invalid input, 3 the analysis failed.",
     no_args_is_help=True,
     add_completion=True,

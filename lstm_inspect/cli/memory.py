@@ -36,9 +36,12 @@ def memory(
                                            "file of one length per line) instead of the grid.", show_default=False)] = None,
     method: Annotated[str, _opt("--method", help="measure, estimate (fake tensors, nothing allocated) or both. Default "
                                 "auto: both on CUDA, estimate on the CPU (measuring there runs the real forwards).")] = "auto",
-    mode: Annotated[str, _opt("--mode", help="infer (forward under no_grad) or train (forward + loss + backward).")] = "infer",
+    mode: Annotated[str, _opt("--mode", help="infer (forward under no_grad) or train (forward + loss + backward "
+                              "[+ optimizer.step()]).")] = "infer",
     optimizer: Annotated[str, _opt("--optimizer", help="train mode: none, sgd (no momentum: no state) or adam "
-                                   "(two moments per parameter).")] = "none",
+                                   "(two moments per parameter); its step really runs.")] = "none",
+    train_loop: Annotated[str, _opt("--train-loop", help="train mode: usual (logits referenced through backward, as "
+                                    "users write it) or lean (logits freed before backward).")] = "usual",
     dtype: Annotated[str, _opt("--dtype", help="float32, float16 or bfloat16 (weights and activations).")] = "float32",
     device: Annotated[str, _opt("--device", help="Where to measure: auto, cpu, cuda or cuda:N (no CUDA: warning, CPU).")] = "auto",
     budget: Annotated[Optional[str], _opt("--budget", help="Device memory, e.g. 24GiB: per sequence length, the largest "
@@ -57,6 +60,11 @@ def memory(
     optimizer = check_choice(optimizer, OPTIMIZERS, "optimizer")
     if optimizer != "none" and mode != "train":
         raise InvalidInput(f"--optimizer {optimizer} applies to --mode train only")
+    from lstm_inspect.analyses.memory import TRAIN_LOOPS
+
+    train_loop = check_choice(train_loop, TRAIN_LOOPS, "--train-loop")
+    if train_loop != "usual" and mode != "train":
+        raise InvalidInput(f"--train-loop {train_loop} applies to --mode train only")
     dtype = check_choice(dtype, DTYPES, "dtype")
     method = check_choice(method, ("auto", *METHODS), "method")
     batches = parse_grid_axis(batch_sizes, "--batch-sizes")
@@ -88,7 +96,7 @@ def memory(
     guarded = target.type == "cpu" and sweep_policy.available_host_bytes() is not None
     with _progress() as on_cell, sweep_policy.interruptible() as stop:
         report = sweep_memory(loaded, batch_sizes=batches, seq_lens=seqs, method=method, mode=mode, optimizer=optimizer,
-                              dtype=dtype, device=target, lengths=packed, budget_bytes=budget_bytes, on_cell=on_cell,
+                              train_loop=train_loop, dtype=dtype, device=target, lengths=packed, budget_bytes=budget_bytes, on_cell=on_cell,
                               should_stop=stop.is_set, admit=sweep_policy.host_admit if guarded else None)
     emit(report, as_json=json_output, to_json=memory_json, to_rich=memory_rich, output=output, width=output_width(ctx))
     if plot_path is not None and report.has_figures:

@@ -59,8 +59,16 @@ def pair_json(p: PairComparison) -> dict[str, Any]:
         "flops": delta_json(p.flops),
         "memory_bytes": delta_json(p.memory_bytes),
         "weights_bytes": delta_json(p.weights_bytes),
+        "generation_state_crossing": p.state_crossing,
+        "generation_total_crossing": p.total_crossing,
         "notes": list(p.notes),
     }
+
+
+def _generation_json(report: CompareReport) -> list[dict[str, Any]]:
+    """Per context, each model's generation state per sequence (None where a model has none)."""
+    return [{"context": t, "state_bytes": [None if c is None else c.state_at(t) for c in report.costs]}
+            for t in report.contexts]
 
 
 def compare_json(report: CompareReport) -> dict[str, Any]:
@@ -70,7 +78,11 @@ def compare_json(report: CompareReport) -> dict[str, Any]:
         "batch_size": report.batch,
         "seq_len": report.seq,
         "costs": [None if c is None else {"macs": c.macs, "flops": c.flops, "memory_bytes": c.memory_bytes,
-                                          "weights_bytes": c.weights_bytes, "note": c.note} for c in report.costs],
+                                          "weights_bytes": c.weights_bytes, "note": c.note,
+                                          "generation_state_fixed_bytes": c.state_fixed_bytes,
+                                          "generation_state_per_token_bytes": c.state_per_token_bytes}
+                  for c in report.costs],
+        "generation": _generation_json(report),
         "comparisons": [pair_json(p) for p in report.comparisons],
     }
     if len(report.comparisons) == 1:
@@ -151,6 +163,7 @@ def compare_rich(report: CompareReport, *, verbose: bool = False) -> list:
                 cells += ["-", "-"] if d is None else [fmt(d.pruned), _reduced(d, fmt)]
             costs.add_row(*cells)
         out.append(costs)
+        out.extend(_generation_rich(report))
         for name, c in zip(report.names, report.costs):
             if c is not None and c.note:
                 out.append(Text(f"note: {name}: {c.note}", style="dim"))
@@ -182,6 +195,32 @@ def _layer_parts(l: LayerDelta) -> tuple[str, ...]:
                 c.name in ("mixer", "state_size") and None in (c.original, c.pruned)):
             parts.append(f"{c.name} {c.original} → {c.pruned}")
     return tuple(parts)
+
+
+def _generation_rich(report: CompareReport) -> list:
+    """Generation state per sequence by context, side by side, and where the curves cross."""
+    from rich.table import Table
+    from rich.text import Text
+
+    if not report.contexts or report.costs[0] is None or report.costs[0].state_at(0) is None:
+        return []
+    table = Table(header_style="bold")
+    table.add_column("context", justify="right")
+    for name in report.names:
+        table.add_column(name, justify="right")
+    for t in report.contexts:
+        states = [None if c is None else c.state_at(t) for c in report.costs]
+        table.add_row(f"{t:,}", *["-" if b is None else human_bytes(b) for b in states])
+    out: list = [Text("Generation state per sequence (recurrent state or KV cache)", style="bold"), table]
+    for p in report.comparisons:
+        for what, at in (("state per sequence", p.state_crossing), ("weights + one sequence's state", p.total_crossing)):
+            if report.costs[report.names.index(p.pruned_name)] is None:
+                continue
+            text = (f"never reaches {p.original_name}'s" if at is None else
+                    f"reaches {p.original_name}'s from the first token" if at == 1 else
+                    f"reaches {p.original_name}'s at context {at:,}")
+            out.append(Text(f"{p.pruned_name}: {what} {text}", style="dim"))
+    return out
 
 
 def _pair_rich(p: PairComparison, *, verbose: bool) -> list:

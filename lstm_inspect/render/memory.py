@@ -18,6 +18,7 @@ def memory_json(report: MemoryReport) -> dict[str, Any]:
         "method": report.method,
         "mode": report.mode,
         "optimizer": report.optimizer,
+        "train_loop": report.train_loop,
         "dtype": report.dtype,
         "device": report.device,
         "batch_sizes": list(report.batch_sizes),
@@ -63,7 +64,7 @@ def memory_rich(report: MemoryReport) -> list:
     shown = [c.bytes for c in report.cells if c.bytes]
     low, high = (min(shown), max(shown)) if shown else (0, 0)
     what = {"measure": "measured", "estimate": "estimated", "both": "measured, estimate and its error below"}[report.method]
-    step = "forward (no_grad)" if report.mode == "infer" else "training step"
+    step = "forward (no_grad)" if report.mode == "infer" else f"training step ({report.train_loop} loop)"
     title = f"Memory increment of one {step}, MiB ({what})"
     table = Table(header_style="bold")
     table.add_column("batch \\ seq", justify="right", style="bold")
@@ -90,7 +91,7 @@ def memory_rich(report: MemoryReport) -> list:
 
     footer = f"weights {human_bytes(report.weights_bytes)} ({report.dtype}) · mode {report.mode}"
     if report.mode == "train":
-        footer += f" · optimizer {report.optimizer}"
+        footer += f" · {report.train_loop} loop · optimizer {report.optimizer}"
         if report.optimizer_state_bytes:
             footer += f" (state {human_bytes(report.optimizer_state_bytes)}, in every cell)"
     footer += f" · dtype {report.dtype} · device {report.device}"
