@@ -83,7 +83,7 @@ def sample_input_of(model: Any, factory: Any, text: str = "the model") -> Callab
 def _as_tuple(sample: Callable[..., Any]) -> Callable[..., tuple]:
     def make(batch: int, seq: int, device: Any = "cpu", lengths: Any = None) -> tuple:
         if lengths is not None:
-            raise InvalidInput("--lengths (packed input) applies to the built-in model family only")
+            raise InvalidInput("lengths (packed input) applies to the built-in model family only", fields=("lengths",))
         value = sample(batch, seq, device)
         return tuple(value) if isinstance(value, (tuple, list)) else (value,)
 
