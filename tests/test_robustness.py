@@ -11,6 +11,7 @@ Models are tiny (``TINY``) unless the case is about size; "huge" cases must answ
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import NamedTuple
 
@@ -498,7 +499,8 @@ def _id(case: Case) -> str:
 
 
 def unprivileged_prefix() -> list[str] | None:
-    """A command prefix that runs a program as an unprivileged user (nobody), or None where there is none."""
+    """A command prefix that runs a program as an unprivileged user (nobody), or None where there is none,
+    or where nobody cannot run this checkout's Python (a clone inside a folder only its owner may enter)."""
     import pwd
     import shutil
 
@@ -508,10 +510,26 @@ def unprivileged_prefix() -> list[str] | None:
         return None
     group = next((g for g in ("nogroup", "nobody") if _group_exists(g)), None)
     if shutil.which("setpriv") and group:
-        return ["setpriv", "--reuid=nobody", f"--regid={group}", "--clear-groups"]
-    if shutil.which("runuser"):
-        return ["runuser", "-u", "nobody", "--"]
-    return None
+        prefix = ["setpriv", "--reuid=nobody", f"--regid={group}", "--clear-groups"]
+    elif shutil.which("runuser"):
+        prefix = ["runuser", "-u", "nobody", "--"]
+    else:
+        return None
+    return prefix if _nobody_can_import(tuple(prefix)) else None
+
+
+@functools.lru_cache(maxsize=None)
+def _nobody_can_import(prefix: tuple[str, ...]) -> bool:
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    try:
+        done = subprocess.run([*prefix, sys.executable, "-c", "import lstm_inspect.cli"], capture_output=True,
+                              env=env, cwd="/", timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 def _group_exists(name: str) -> bool:
