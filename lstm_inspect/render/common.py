@@ -62,28 +62,23 @@ def make_console(*, stderr: bool = False, width: int | None = None, file: Any = 
     return console
 
 
-def shape_text(shape: Any) -> str:
-    """``[1, 32, 768] -> '[1, 32, 768]'``; nested outputs (LSTM's) joined readably."""
+def shape_text(shape: Any, *, compact: bool = False) -> str:
+    """``[1, 32, 768] -> '[1, 32, 768]'``; nested outputs (LSTM's) joined readably.
+
+    ``compact``: each shape one unbreakable token for wrapped text (``[1,32,768]``, no space to wrap at);
+    nested outputs keep ``", "`` between their shapes, where a line may break.
+    """
     if shape is None:
-        return ""
+        return "None" if compact else ""
     if isinstance(shape, dict):
-        return ", ".join(f"{k}={shape_text(v)}" for k, v in shape.items())
+        return ", ".join(f"{k}={shape_text(v, compact=compact)}" for k, v in shape.items())
     if isinstance(shape, list) and all(isinstance(s, int) for s in shape):
-        return "[" + ", ".join(str(s) for s in shape) + "]"
+        return "[" + ("," if compact else ", ").join(str(s) for s in shape) + "]"
     if isinstance(shape, list):
-        return "(" + ", ".join(shape_text(s) for s in shape) + ")"
+        return "(" + ", ".join(shape_text(s, compact=compact) for s in shape) + ")"
     return str(shape)
 
 
 def compact_shape(shape: Any) -> str:
-    """A shape as one unbreakable token for wrapped text: ``[1,32,768]`` (no space to wrap at); nested
-    outputs keep ``", "`` between their shapes, where a line may break."""
-    if shape is None:
-        return "None"
-    if isinstance(shape, dict):
-        return ", ".join(f"{k}={compact_shape(v)}" for k, v in shape.items())
-    if isinstance(shape, list) and all(isinstance(s, int) for s in shape):
-        return "[" + ",".join(str(s) for s in shape) + "]"
-    if isinstance(shape, list):
-        return "(" + ", ".join(compact_shape(s) for s in shape) + ")"
-    return str(shape)
+    """:func:`shape_text` as one unbreakable token per shape."""
+    return shape_text(shape, compact=True)
