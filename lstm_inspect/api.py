@@ -16,7 +16,6 @@ from lstm_inspect.errors import InvalidInput
 from lstm_inspect.grid import DEFAULT_BATCH_SIZES, DEFAULT_SEQ_LENS
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from lstm_inspect.analyses.flops import FlopsGrid, FlopsReport
@@ -97,13 +96,7 @@ def inspect_model(model: "nn.Module | str", *, sample_input: Callable[..., Any] 
     spec = spec if isinstance(spec, ModelSpec) and type(model).__name__ == "RecurrentLanguageModel" else None
     cls = type(model)
     description = {"source": "module", "name": cls.__name__, "architecture": f"{cls.__module__}.{cls.__qualname__}"}
-    if sample_input is None:
-        maker = token_batch_input(spec)
-    else:
-        def maker(batch: int, seq: int, device: "torch.device | str" = "cpu", lengths: Any = None) -> tuple:
-            if lengths is not None:
-                raise InvalidInput("lengths (packed input) applies to the built-in model family only",
-                                   fields=("lengths",))
-            value = sample_input(batch, seq, device)
-            return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    from lstm_inspect.sources.factory import as_input_maker
+
+    maker = token_batch_input(spec) if sample_input is None else as_input_maker(sample_input)
     return Inspection(LoadedModel(module=model, spec=spec, description=description, sample_input=maker))

@@ -9,6 +9,7 @@ from torch import nn
 
 from lstm_inspect.recurrence import cell_class
 from lstm_inspect.spec import ModelSpec
+from lstm_inspect.torch_adapters import is_fake
 
 
 class RecurrentLanguageModel(nn.Module):
@@ -69,7 +70,7 @@ def packed_recurrent(stack: Sequence[nn.RNNBase], embedded: torch.Tensor, length
     from torch.nn.utils.rnn import pack_padded_sequence
 
     batch_first = stack[0].batch_first
-    if embedded.device.type != "meta" and not _is_fake(embedded):
+    if embedded.device.type != "meta" and not is_fake(embedded):
         lengths_t = torch.as_tensor(list(lengths), dtype=torch.int64)
         packed = pack_padded_sequence(embedded, lengths_t, batch_first=batch_first, enforce_sorted=False)
         for rnn in stack:
@@ -88,9 +89,3 @@ def packed_recurrent(stack: Sequence[nn.RNNBase], embedded: torch.Tensor, length
     # fake tensors (the memory estimate): cat keeps the groups in the autograd graph, as the packed
     # output keeps the packed kernel's, so a training step's backward is estimated too
     return torch.cat(pieces)
-
-
-def _is_fake(t: torch.Tensor) -> bool:
-    from lstm_inspect.torch_adapters import is_fake
-
-    return is_fake(t)

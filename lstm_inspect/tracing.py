@@ -145,7 +145,7 @@ def packing_by_shape() -> Iterator[None]:
     """
     import torch
 
-    from lstm_inspect.model import _is_fake
+    from lstm_inspect.torch_adapters import is_fake
 
     vf = torch._VF
     from lstm_inspect.torch_adapters import PACKING_KERNELS as names
@@ -153,7 +153,7 @@ def packing_by_shape() -> Iterator[None]:
     real = {name: getattr(vf, name) for name in names}   # real tensors (a measurement meanwhile) keep the kernels
 
     def shape_only(t: Any) -> bool:
-        return t.device.type == "meta" or _is_fake(t)
+        return t.device.type == "meta" or is_fake(t)
 
     def pack(input, lengths, batch_first):
         if not shape_only(input):

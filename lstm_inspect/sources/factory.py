@@ -77,10 +77,12 @@ def sample_input_of(model: Any, factory: Any, text: str = "the model") -> Callab
     sample = getattr(model, "sample_input", None) or getattr(factory, "sample_input", None)
     if sample is not None and not callable(sample):
         raise InvalidInput(f"--model {text}: sample_input must be callable (batch, seq, device) -> tensor or tuple")
-    return _as_tuple(sample) if sample is not None else None
+    return as_input_maker(sample) if sample is not None else None
 
 
-def _as_tuple(sample: Callable[..., Any]) -> Callable[..., tuple]:
+def as_input_maker(sample: Callable[..., Any]) -> Callable[..., tuple]:
+    """``sample(batch, seq, device)`` (a tensor or a tuple) as a LoadedModel's input maker (no packed input)."""
+
     def make(batch: int, seq: int, device: Any = "cpu", lengths: Any = None) -> tuple:
         if lengths is not None:
             raise InvalidInput("lengths (packed input) applies to the built-in model family only", fields=("lengths",))
