@@ -131,4 +131,4 @@ def _add_recurrent(tree, node: StructureNode, depth: int | None, level: int) -> 
         for t in layer.tensors:
             branch.add(Text(f"{t.name:<24} [{', '.join(map(str, t.shape))}]  = [{t.symbolic}]"))
     if r.state_shapes:
-        tree.add(Text("state: " + "   ".join(f"{k} {shape_text(v)}" for k, v in r.state_shapes.items()), style="green"))
+        tree.add(Text("state: " + "   ".join(f"{k} {compact_shape(v)}" for k, v in r.state_shapes.items()), style="green"))
