@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lstm_inspect.analyses.structure import StructureNode, StructureReport
-from lstm_inspect.render.common import compact_shape, envelope, shape_text
+from lstm_inspect.render.common import compact_shape, envelope
 from lstm_inspect.units import human_count
 
 
