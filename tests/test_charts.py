@@ -127,3 +127,19 @@ def test_compare_chart_pairs_the_models_bars_in_proportion():
     assert big.rstrip().endswith(human_count(total[768]))
     assert _cells(small) / _cells(big) == pytest.approx(total[384] / total[768], abs=1.5 / _cells(big))
     assert "Side by side" not in runner.invoke(app, ["compare", "builtin", "hidden_dim=384", "--no-chart"]).stdout
+
+
+def test_an_ascii_stream_keeps_the_levels_and_the_parts_apart():
+    def run(args):
+        result = subprocess.run([sys.executable, "-m", "lstm_inspect", "--width", "80", *args], capture_output=True,
+                                timeout=120, env={**os.environ, "PYTHONIOENCODING": "ascii"})
+        assert result.returncode == 0, result.stderr
+        return result.stdout.decode("ascii")   # fails on any byte outside ASCII
+
+    grid = run(["memory", *SMALL, "--batch-sizes", "1,4,16", "--seq-lens", "8,64,512"])
+    ramp = ".:~o+*%#"
+    levels = set(re.findall(r"\d \|? ?([.:~o+*%#]) \|", grid))
+    assert "#" in levels and len(levels) >= 3 and levels <= set(ramp)
+    bars = run(["generation", "--contexts", "8", "--batch-sizes", "1,64"])
+    line = next(line for line in bars.splitlines() if line.startswith("8 "))
+    assert "#" in line and "=" in line
