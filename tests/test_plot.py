@@ -46,3 +46,28 @@ def test_without_matplotlib_the_error_names_the_extra(tmp_path, monkeypatch):
     assert result.exit_code == 2
     assert 'pip install "lstm-inspect[plot]"' in result.stderr
     assert not (tmp_path / "chart.png").exists()
+
+
+def test_generation_plot_writes_a_png_and_an_svg(tmp_path):
+    png, svg = tmp_path / "gen.png", tmp_path / "gen.svg"
+    for target in (png, svg):
+        result = runner.invoke(app, ["generation", *SMALL, "--contexts", "16,64,256", "--batch-sizes", "1,4",
+                                     "--plot", str(target)])
+        assert result.exit_code == 0, result.output
+        assert f"saved the chart to {target}" in result.stderr
+    image = _read(png)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(svg).getroot()
+    assert root.tag.endswith("svg")
+    text = svg.read_text()
+    for label in ("weights", "recurrent state, batch 1", "recurrent state, batch 4", "context (tokens)"):
+        assert label in text
+
+
+def test_generation_plot_without_matplotlib_names_the_extra_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    result = runner.invoke(app, ["generation", *SMALL, "--plot", str(tmp_path / "gen.png")])
+    assert result.exit_code == 2 and 'pip install "lstm-inspect[plot]"' in result.stderr
+    assert result.stdout == "" and not (tmp_path / "gen.png").exists()

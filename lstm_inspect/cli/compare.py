@@ -8,7 +8,9 @@ from typing import Annotated, List, Optional
 import typer
 
 from lstm_inspect.cli.app import app
-from lstm_inspect.cli.options import OUTPUT_PANEL, JsonFlag, OutputFile, TrustPickle, check_sample, user_code_quiet
+from lstm_inspect.cli.options import (
+    OUTPUT_PANEL, ChartFlag, JsonFlag, OutputFile, PlotFile, TrustPickle, check_sample, user_code_quiet,
+)
 from lstm_inspect.cli.output import emit, output_width
 from lstm_inspect.errors import InvalidInput
 
@@ -32,9 +34,8 @@ def compare(
     verbose: Annotated[bool, typer.Option("--verbose", help="List every layer, not only the changed ones.",
                                           rich_help_panel=OUTPUT_PANEL)] = False,
     trust_pickle: TrustPickle = False,
-    plot: Annotated[Optional[str], typer.Option("--plot", help="Also draw the chart to this PNG or SVG file "
-                                                '(needs the plot extra: pip install "lstm-inspect[plot]").',
-                                                show_default=False)] = None,
+    chart: ChartFlag = True,
+    plot: PlotFile = None,
     json_output: JsonFlag = False,
     output: OutputFile = None,
 ) -> None:
@@ -60,7 +61,7 @@ def compare(
     models = [resolve_source(s, trust_pickle=trust_pickle, origin=f"compare's model {i + 1} ({s})")
               for i, s in enumerate(sources)]
     report = compare_models(models, names, batch=batch, seq=seq)
-    emit(report, as_json=json_output, to_json=compare_json, to_rich=lambda r: compare_rich(r, verbose=verbose),
+    emit(report, as_json=json_output, to_json=compare_json, to_rich=lambda r: compare_rich(r, verbose=verbose, chart=chart),
          output=output, width=output_width(ctx))
     if plot_path is not None:
         import sys

@@ -11,7 +11,8 @@ from lstm_inspect.cli.app import app
 from lstm_inspect.cli.budget_options import Limits, MaxMemory
 from lstm_inspect.cli.options import (
     DEFAULT_BATCH_SIZES_TEXT, DEFAULT_SEQ_LENS_TEXT,
-    MAX_MEMORY_CELLS, JsonFlag, ModelOptions, OutputFile, check_grid, model_options, parse_grid_axis, parse_lengths,
+    MAX_MEMORY_CELLS, ChartFlag, JsonFlag, ModelOptions, OutputFile, PlotFile, check_grid, model_options, parse_grid_axis,
+    parse_lengths,
 )
 from lstm_inspect.cli.output import emit, output_width
 from lstm_inspect.errors import EXIT_INTERRUPTED, AnalysisFailed, InvalidInput
@@ -47,9 +48,8 @@ def memory(
     budget: Annotated[Optional[str], _opt("--budget", help="Device memory, e.g. 24GiB: per sequence length, the largest "
                                           "batch whose weights + estimated increment fit.", show_default=False)] = None,
     max_memory: MaxMemory = None,
-    plot: Annotated[Optional[str], typer.Option("--plot", help="Also draw the chart to this PNG or SVG file "
-                                                '(needs the plot extra: pip install "lstm-inspect[plot]").',
-                                                show_default=False)] = None,
+    chart: ChartFlag = True,
+    plot: PlotFile = None,
     json_output: JsonFlag = False,
     output: OutputFile = None,
 ) -> None:
@@ -98,7 +98,8 @@ def memory(
         report = sweep_memory(loaded, batch_sizes=batches, seq_lens=seqs, method=method, mode=mode, optimizer=optimizer,
                               train_loop=train_loop, dtype=dtype, device=target, lengths=packed, budget_bytes=budget_bytes, on_cell=on_cell,
                               should_stop=stop.is_set, admit=sweep_policy.host_admit if guarded else None)
-    emit(report, as_json=json_output, to_json=memory_json, to_rich=memory_rich, output=output, width=output_width(ctx))
+    emit(report, as_json=json_output, to_json=memory_json, to_rich=lambda r: memory_rich(r, chart=chart),
+         output=output, width=output_width(ctx))
     if plot_path is not None and report.has_figures:
         from lstm_inspect.render.plot import memory_plot
 

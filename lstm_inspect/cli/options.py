@@ -32,6 +32,11 @@ OutputFile = Annotated[Optional[str], typer.Option(
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.",
                                         rich_help_panel=OUTPUT_PANEL)]
+ChartFlag = Annotated[bool, typer.Option("--chart/--no-chart", help="Draw the terminal chart (bars of block glyphs, "
+                                         "each with its figure) with the tables.", rich_help_panel=OUTPUT_PANEL)]
+PlotFile = Annotated[Optional[str], typer.Option("--plot", help="Also draw the chart to this PNG or SVG file (needs "
+                                                 'the plot extra: pip install "lstm-inspect[plot]").',
+                                                 rich_help_panel=OUTPUT_PANEL, show_default=False)]
 
 
 def _opt(*names: str, help: str, **kwargs: Any) -> Any:

@@ -32,6 +32,9 @@ EXIT_BROKEN_PIPE = 141
 ASCII = {
     "×": "x", "→": "->", "←": "<-", "·": "-", "…": "...", "•": "*", "≈": "~", "≤": "<=", "≥": ">=", "−": "-",
     "–": "-", "—": "--", "‘": "'", "’": "'", "“": '"', "”": '"', "±": "+/-", "µ": "u", "÷": "/", "\u00a0": " ",
+    # charts (render/charts.py): a stacked bar's second part, and the heat-map's levels as an ink ramp ending
+    # in "#" (the top level, "█", like every block element)
+    "▒": "=", **dict(zip("▁▂▃▄▅▆▇", ".:~o+*%")),
 }
 ERRORS = "lstm_inspect_ascii"
 

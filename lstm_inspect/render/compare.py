@@ -109,8 +109,11 @@ def _value(v: Any) -> str:
     return str(v)
 
 
-def compare_rich(report: CompareReport, *, verbose: bool = False) -> list:
-    """Totals side by side (one column per model, each against the first), then each comparison's detail."""
+def compare_rich(report: CompareReport, *, verbose: bool = False, chart: bool = True) -> list:
+    """Totals side by side (one column per model, each against the first), then each comparison's detail.
+
+    ``chart``: parameters, MACs and memory of the models as bars under each other, after the cost table.
+    """
     from rich.table import Table
     from rich.text import Text
 
@@ -163,6 +166,9 @@ def compare_rich(report: CompareReport, *, verbose: bool = False) -> list:
                 cells += ["-", "-"] if d is None else [fmt(d.pruned), _reduced(d, fmt)]
             costs.add_row(*cells)
         out.append(costs)
+    if chart:
+        out.extend(compare_chart(report))
+    if any(c is not None for c in report.costs):
         out.extend(_generation_rich(report))
         for name, c in zip(report.names, report.costs):
             if c is not None and c.note:
@@ -174,6 +180,32 @@ def compare_rich(report: CompareReport, *, verbose: bool = False) -> list:
     for p in report.comparisons:
         out.extend(_pair_rich(p, verbose=verbose))
     return out
+
+
+def compare_chart(report: CompareReport) -> list:
+    """Each quantity's bars, one per model, on the scale of that quantity's largest; the change after each."""
+    from rich.text import Text
+
+    from lstm_inspect.render.charts import Bar, BarChart
+
+    quantities: list[tuple[str, str, Any]] = [("params", "total", human_count)]
+    if report.costs[0] is not None:
+        quantities += [(q, a, f) for q, a, f in (("MACs", "macs", lambda n: human_count(n, "MACs")),
+                                                 ("memory", "memory_bytes", human_bytes))
+                       if getattr(report.costs[0], a) is not None]
+    width = max(len(q) for q, _, _ in quantities)
+    bars: list[Bar] = []
+    for label, attr, fmt in quantities:
+        first = report.comparisons[0].total.original if attr == "total" else getattr(report.costs[0], attr)
+        bars.append(Bar(f"{label:<{width}}  {report.names[0]}", (float(first),), fmt(first)))
+        for name, p in zip(report.names[1:], report.comparisons):
+            d = getattr(p, attr)
+            figure = "-" if d is None else fmt(d.pruned) + (
+                " (no change)" if not d.reduced else
+                f" ({'-' if d.reduced > 0 else '+'}{percent(abs(d.reduction_ratio))})" if d.original else "")
+            bars.append(Bar(f"{'':<{width}}  {name}", (0.0 if d is None else float(d.pruned),), figure))
+    return [Text("Side by side (each bar on the scale of its quantity's largest)", style="bold"),
+            BarChart(groups=[bars[i:i + len(report.names)] for i in range(0, len(bars), len(report.names))])]
 
 
 def _layer_parts(l: LayerDelta) -> tuple[str, ...]:

@@ -80,7 +80,9 @@ class FitTable:
 
         fitted = copy.copy(table)
         fitted.columns = [dataclasses.replace(columns[i], _index=n, width=widths[i], min_width=None, max_width=None,
-                                              no_wrap=numeric[i] or columns[i].no_wrap,
+                                              # a number column is as wide as its widest line, so its numbers
+                                              # stay whole; only its header may wrap (no_wrap would crop it)
+                                              no_wrap=columns[i].no_wrap,
                                               overflow="fold" if not numeric[i] else columns[i].overflow)
                           for n, i in enumerate(keep)]
         yield fitted

@@ -38,8 +38,12 @@ def _row_json(report: GenerationReport, row) -> dict[str, Any]:
     return doc
 
 
-def generation_rich(report: GenerationReport) -> list:
-    """Context down; state per sequence, then weights + batch × state per batch size; budget column."""
+def generation_rich(report: GenerationReport, *, chart: bool = True) -> list:
+    """Context down; state per sequence, then weights + batch × state per batch size; budget column.
+
+    ``chart``: the curve as bars under the table, at the largest batch size: weights and the batch's
+    state (recurrent state or KV cache) stacked, the budget as a line across them.
+    """
     from rich.table import Table
     from rich.text import Text
 
@@ -68,6 +72,24 @@ def generation_rich(report: GenerationReport) -> list:
                  Text(f"total = weights {human_bytes(report.weights_bytes)} ({report.dtype}) + batch × (state + "
                       f"step output {human_bytes(report.step_output_bytes)}) · {report.kind} per sequence: {law} · "
                       f"{len(report.state_tensors)} state tensors", style="dim")]
+    if chart and report.rows:
+        out.extend(generation_chart(report))
     for note in report.notes:
         out.append(Text(f"note: {note}", style="dim"))
     return out
+
+
+def generation_chart(report: GenerationReport) -> list:
+    """Memory at the largest batch size by context: weights, then batch × (state + step output), stacked."""
+    from rich.text import Text
+
+    from lstm_inspect.render.charts import Bar, BarChart, legend
+
+    batch = max(report.batch_sizes)
+    column = report.batch_sizes.index(batch)
+    bars = [Bar(f"{row.context:,}", (float(report.weights_bytes), float(row.total_bytes[column] - report.weights_bytes)),
+                human_bytes(row.total_bytes[column])) for row in report.rows]
+    budget = None if report.budget_bytes is None else f"budget {human_bytes(report.budget_bytes)}"
+    return [Text(f"Memory at batch {batch} by context", style="bold"),
+            BarChart(bars, mark=None if report.budget_bytes is None else float(report.budget_bytes)),
+            legend(["weights", f"{batch} × ({report.kind} + step output)"], mark=budget)]

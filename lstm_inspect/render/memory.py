@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from lstm_inspect.analyses.memory import MemoryCell, MemoryReport, grouped_reasons
+from lstm_inspect.render.charts import LEVELS, level
 from lstm_inspect.render.common import envelope
 from lstm_inspect.units import human_bytes, mib
 
@@ -55,8 +56,12 @@ def _cell_json(c: MemoryCell) -> dict[str, Any]:
     return doc
 
 
-def memory_rich(report: MemoryReport) -> list:
-    """The grid (batch down, seq across), then budget fits, a footer and notes."""
+def memory_rich(report: MemoryReport, *, chart: bool = True) -> list:
+    """The grid (batch down, seq across), then budget fits, a footer and notes.
+
+    ``chart``: a heat-map glyph beside each cell's value (``▁`` smallest … ``█`` largest, log scale), so
+    that the grid reads as a picture without colour too.
+    """
     from rich.table import Table
     from rich.text import Text
 
@@ -73,9 +78,15 @@ def memory_rich(report: MemoryReport) -> list:
     for batch in report.batch_sizes:
         row: list[Any] = [str(batch)]
         for seq in report.seq_lens:
-            row.append(_cell_text(report.cell(batch, seq), low, high, both))
+            cell = report.cell(batch, seq)
+            row.append(_heat(_cell_text(cell, low, high, both), cell, low, high) if chart else
+                       _cell_text(cell, low, high, both))
         table.add_row(*row)
     out: list = [Text(title, style="bold"), table]   # a title line, not Table(title=): that wraps to the table's width
+    if chart and shown:
+        top = max((c for c in report.cells if c.bytes), key=lambda c: c.bytes or 0)
+        out.append(Text(f"{LEVELS[0]} {mib(low)} … {LEVELS[-1]} {mib(high)} MiB (log scale); largest: batch "
+                        f"{top.batch_size} × seq {top.seq_len}", style="dim"))
 
     if report.budget_fits:
         out.append(Text(f"Largest batch within {human_bytes(report.budget_bytes or 0)} (weights + estimated increment)",
@@ -110,6 +121,17 @@ def memory_rich(report: MemoryReport) -> list:
     for note in report.notes:
         out.append(Text(f"note: {note}", style="dim"))
     return out
+
+
+def _heat(text, cell: MemoryCell | None, low: int, high: int):
+    """``text`` with the cell's heat-map glyph after its first line (the figure)."""
+    from rich.text import Text
+
+    if cell is None or cell.bytes is None:
+        return text
+    lines = text.split("\n")
+    lines[0].append(" " + level(cell.bytes, low, high), style=_colour(cell.bytes, low, high))
+    return Text("\n").join(lines)
 
 
 def _cell_text(cell: MemoryCell | None, low: int, high: int, both: bool):

@@ -50,7 +50,7 @@ def _share(s) -> dict[str, Any]:
 
 
 def params_rich(report: ParamReport, *, top: int | None = DEFAULT_TOP) -> list:
-    """Summary, sizes, per-tensor rows (first ``top``; None for all), shares, closed-form checks."""
+    """Summary, sizes, shares, per-tensor rows (first ``top``; None for all), closed-form checks."""
     from rich.table import Table
     from rich.text import Text
 
@@ -72,6 +72,18 @@ def params_rich(report: ParamReport, *, top: int | None = DEFAULT_TOP) -> list:
         sizes.add_row(dtype, grouped(size), human_bytes(size))
     out.append(sizes)
 
+    # Shares before the per-tensor rows: the largest parts are the answer, the tensors the detail.
+    for title, rows, label in (("Per component", report.components, "component"), ("Per layer type", report.layer_types, "layer type")):
+        table = Table(title=title, title_justify="left", header_style="bold")
+        table.add_column(label)
+        table.add_column("params", justify="right")
+        table.add_column("share", justify="right")
+        table.add_column("modules", justify="right")
+        table.add_column("MiB (fp32)", justify="right")
+        for s in rows:
+            table.add_row(s.name, grouped(s.count), percent(s.ratio), str(s.modules), mib(s.float32_bytes))
+        out.append(table)
+
     shown = report.tensors if top is None else report.tensors[:top]
     tensors = Table(title="Per tensor", title_justify="left", header_style="bold")
     for col, justify in (("name", "left"), ("shape", "left"), ("params", "right"), ("%", "right"), ("trainable", "center")):
@@ -84,17 +96,6 @@ def params_rich(report: ParamReport, *, top: int | None = DEFAULT_TOP) -> list:
     hidden = len(report.tensors) - len(shown)
     if hidden > 0:
         out.append(Text(f"... {hidden} more tensor(s) not shown (--top N, or --all)", style="dim"))
-
-    for title, rows, label in (("Per component", report.components, "component"), ("Per layer type", report.layer_types, "layer type")):
-        table = Table(title=title, title_justify="left", header_style="bold")
-        table.add_column(label)
-        table.add_column("params", justify="right")
-        table.add_column("share", justify="right")
-        table.add_column("modules", justify="right")
-        table.add_column("MiB (fp32)", justify="right")
-        for s in rows:
-            table.add_row(s.name, grouped(s.count), percent(s.ratio), str(s.modules), mib(s.float32_bytes))
-        out.append(table)
 
     if report.checks:
         checks = Table(title="Closed-form check (PyTorch's layout)", title_justify="left", header_style="bold")

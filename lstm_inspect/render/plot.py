@@ -1,7 +1,7 @@
 """``--plot FILE``: a real image (PNG or SVG) through matplotlib, the optional ``plot`` extra.
 
 Two chart shapes cover the views: series over an axis (memory over sequence length, one line per batch
-size; the generation-memory curves, recurrent state vs KV cache over context, plug in here) and grouped
+size; the generation-memory curves, recurrent state vs KV cache over context) and grouped
 bars (compare's models side by side). matplotlib is imported only when a chart is drawn.
 """
 
@@ -102,3 +102,14 @@ def compare_plot(report, path: Path) -> Path:
                                  for _, get in quantities]
     return bar_chart(path, [q for q, _ in quantities], series, title="Each model against the first",
                      ylabel="% of the first model")
+
+
+def generation_plot(report, path: Path) -> Path:
+    """The generation-memory curves over context: the weights, and each batch size's state (recurrent state
+    or KV cache, with one decoding step's output), in MiB."""
+    series: dict[str, Sequence[float | None]] = {"weights": [report.weights_bytes / 2**20] * len(report.rows)}
+    for column, batch in enumerate(report.batch_sizes):
+        series[f"{report.kind}, batch {batch}"] = [
+            (row.total_bytes[column] - report.weights_bytes) / 2**20 or None for row in report.rows]
+    return series_chart(path, [row.context for row in report.rows], series, xlabel="context (tokens)", ylabel="MiB",
+                        title=f"Generation memory ({report.dtype}): {report.kind} vs weights")

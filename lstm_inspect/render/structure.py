@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lstm_inspect.analyses.structure import StructureNode, StructureReport
-from lstm_inspect.render.common import compact_shape, envelope, shape_text
+from lstm_inspect.render.common import compact_shape, envelope
 from lstm_inspect.units import human_count
 
 
@@ -131,4 +131,4 @@ def _add_recurrent(tree, node: StructureNode, depth: int | None, level: int) -> 
         for t in layer.tensors:
             branch.add(Text(f"{t.name:<24} [{', '.join(map(str, t.shape))}]  = [{t.symbolic}]"))
     if r.state_shapes:
-        tree.add(Text("state: " + "   ".join(f"{k} {shape_text(v)}" for k, v in r.state_shapes.items()), style="green"))
+        tree.add(Text("state: " + "   ".join(f"{k} {compact_shape(v)}" for k, v in r.state_shapes.items()), style="green"))
