@@ -52,7 +52,7 @@ class GenerationRow:
 
     context: int
     per_sequence_bytes: int
-    total_bytes: tuple[int, ...]          # weights + B · per_sequence, one per batch size
+    total_bytes: tuple[int, ...]          # weights + B · (per_sequence + step_output_bytes), one per batch size
     max_batch_size: int | None = None     # with a budget: the largest B whose total fits (0: none)
 
 
