@@ -187,3 +187,29 @@ def test_cli_json_and_text_say_how_training_was_counted():
     assert {p["method"] for p in training["parts"]} == {"closed form"}
     text = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert "training step, closed form" in text.stdout and "closed forms" in text.stdout
+
+
+@pytest.mark.parametrize("groups", [1, 6])
+def test_convolution_backward_counts_each_gradient_once_per_forward_product(groups):
+    # a depthwise convolution (groups = channels, as Mamba's) costs dW = dX = its forward per output element
+    # and kernel tap; flop_counter charges a grouped dW as if dense, so it is the reference for groups=1 only
+    class Conv(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(20, 6)
+            self.conv = nn.Conv1d(6, 6, 3, groups=groups, padding=2)
+            self.head = nn.Linear(6, 20)
+
+        def forward(self, x):
+            y = self.conv(self.embed(x).transpose(1, 2))[..., : x.shape[1]]
+            return self.head(y.transpose(1, 2))
+
+    batch, seq = 2, 5
+    model = Conv()
+    report = count_flops(inspect_model(model).loaded, batch=batch, seq=seq)
+    conv = batch * 6 * (seq + 2) * (6 // groups) * 3     # output elements (padded length 7) × (C_in/groups)·k
+    head = batch * seq * 6 * 20
+    assert report.macs == conv + head
+    assert report.training.backward_macs == 2 * conv + 2 * head
+    if groups == 1:
+        assert report.training_macs == reference_step_macs(model, (torch.zeros(batch, seq, dtype=torch.long),))
