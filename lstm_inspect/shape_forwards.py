@@ -99,13 +99,13 @@ def _join_class() -> type:
         """Outputs (the first ``count`` arguments, passed through) that depend on the sources (the rest)."""
 
         @staticmethod
-        def forward(ctx, count, *tensors):  # type: ignore[override]
+        def forward(ctx, count, *tensors):
             ctx.count = count
             ctx.sources = [(t.shape, t.dtype, t.device) for t in tensors[count:]]
             return tuple(t.view_as(t) for t in tensors[:count])
 
         @staticmethod
-        def backward(ctx, *grads):  # type: ignore[override]
+        def backward(ctx, *grads):
             return (None, *(None for _ in range(ctx.count)),
                     *(torch.empty(shape, dtype=dtype, device=device) for shape, dtype, device in ctx.sources))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lstm_inspect.errors import AnalysisFailed, first_line
 from lstm_inspect.thop_ops import Recorder, make_custom_ops
@@ -57,7 +57,7 @@ def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: s
     # dispatch mode's first use imports torch._dynamo (about one more `import torch`), so they go without it.
     own = own_forward(module)
     watch = contextlib.nullcontext(OperatorTally()) if own else operator_pass(module, _hooked(module, custom_ops))
-    grab = _grad_forward(module) if training else contextlib.nullcontext([])
+    grab: Any = _grad_forward(module) if training else contextlib.nullcontext([])
     try:
         with _quiet(), watch as operators, grab as outputs:
             total, _params, layers = thop.profile(module, inputs, custom_ops=custom_ops,
