@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from lstm_inspect.errors import AnalysisFailed, first_line
 from lstm_inspect.thop_ops import Recorder, make_custom_ops
 from lstm_inspect.op_pass import OperatorTally
+from lstm_inspect.scan_stand_ins import scan_stand_ins
 
 if TYPE_CHECKING:
     from torch import nn
@@ -58,6 +59,8 @@ def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: s
     own = own_forward(module)
     watch = contextlib.nullcontext(OperatorTally()) if own else operator_pass(module, _hooked(module, custom_ops))
     grab: Any = _grad_forward(module) if training else contextlib.nullcontext([])
+    scans = contextlib.ExitStack()
+    scanned = scans.enter_context(scan_stand_ins(module))
     try:
         with _quiet(), watch as operators, grab as outputs:
             total, _params, layers = thop.profile(module, inputs, custom_ops=custom_ops,
@@ -68,6 +71,7 @@ def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: s
         if is_size_overflow(exc):
             raise too_large(where, exc, tuple(f for f in ("batch_sizes", "seq_lens", "batch", "seq", "lengths")
                                               if f in where.split())) from None
+        scans.close()
         raise AnalysisFailed(f"counting a forward pass of {loaded.name} failed: {first_line(exc)}") from None
     from torch.nn.modules.conv import _ConvNd
 
@@ -89,10 +93,11 @@ def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: s
     if training:
         from lstm_inspect.analyses.flops_training import run_backward, training_count
 
-        with _quiet():
+        with _quiet(), scans:
             backward, reason = run_backward(module, outputs, not own)
         outputs.clear()
-        step = training_count(module, macs, flops, recorder, backward, not own, reason)
+        step = training_count(module, macs, flops, recorder, backward, not own, reason, scanned)
+    scans.close()
     return _Count(recorder, macs, flops, stock, operators, step)
 
 
@@ -141,7 +146,7 @@ def _stock_profile(module: "nn.Module", inputs: tuple) -> int:
     import thop
 
     try:
-        with _quiet():
+        with _quiet(), scan_stand_ins(module):
             total, _params = thop.profile(module, inputs, verbose=False)
     except Exception:  # only a reference figure: never fail the report for it
         return -1

@@ -14,7 +14,7 @@ it was obtained.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from lstm_inspect.errors import first_line
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from lstm_inspect.op_pass import OperatorTally
+    from lstm_inspect.scan_stand_ins import ScanBackward
     from lstm_inspect.thop_ops import Recorder
 
 RULE_FACTOR = 3
@@ -98,9 +99,10 @@ def _loss(value: Any) -> Any:
 
 
 def training_count(module: "nn.Module", forward_macs: int, forward_flops: int, recorder: "Recorder",
-                   backward: "OperatorTally | None", ran: bool, reason: str | None) -> TrainingCount:
-    """Assemble the step from the counted backward (``backward``; None when it did not run) and the closed
-    forms the hooks recorded."""
+                   backward: "OperatorTally | None", ran: bool, reason: str | None,
+                   scans: "Sequence[ScanBackward]" = ()) -> TrainingCount:
+    """Assemble the step from the counted backward (``backward``; None when it did not run), the closed
+    forms the hooks recorded and those of the scans run folded (``scan_stand_ins``) that the backward reached."""
     if reason is not None:
         return TrainingCount(forward_macs, forward_flops, (RULE_FACTOR - 1) * forward_macs,
                              (RULE_FACTOR - 1) * forward_flops, "rule",
@@ -115,6 +117,9 @@ def training_count(module: "nn.Module", forward_macs: int, forward_flops: int, r
         if (m.shape_only or not ran) and (m.backward_macs or m.backward_elementwise):
             parts.append(TrainingPart(f"backward of {m.type}", m.name, "closed form", m.backward_macs,
                                       2 * m.backward_macs + m.backward_elementwise))
+    for scan in scans:
+        parts.append(TrainingPart(f"backward of the {scan.kind}", scan.module, "closed form", scan.macs,
+                                  2 * scan.macs + scan.elementwise))
     if not ran:
         tied = tied_gradient_adds(module)
         if tied:
