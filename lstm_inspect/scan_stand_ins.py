@@ -223,8 +223,8 @@ def _patches(module: "nn.Module") -> list[tuple[Any, str, Any]]:
         out.append((rw, "rwkv_linear_attention_cpu", functools.partial(wkv, rw.rwkv_linear_attention_cpu)))
     for sub in module.modules():
         run = getattr(sub, "_inference_fn", None)
-        if type(sub).__name__ == "xLSTMBackend" and isinstance(run, functools.partial) and getattr(
-                sub, "sequence_kernel_fn", None).__name__ == "mlstm_recurrent_sequence_native":
+        native = getattr(getattr(sub, "sequence_kernel_fn", None), "__name__", "") == "mlstm_recurrent_sequence_native"
+        if type(sub).__name__ == "xLSTMBackend" and isinstance(run, functools.partial) and native:
             kernels = run.keywords
             seq = functools.partial(mlstm_sequence, kernels["mlstm_sequence_kernel"], kernels["mlstm_step_kernel"],
                                     **{k: v for k, v in kernels["mlstm_sequence_kernel"].keywords.items()})
