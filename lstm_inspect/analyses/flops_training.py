@@ -117,9 +117,11 @@ def training_count(module: "nn.Module", forward_macs: int, forward_flops: int, r
         if (m.shape_only or not ran) and (m.backward_macs or m.backward_elementwise):
             parts.append(TrainingPart(f"backward of {m.type}", m.name, "closed form", m.backward_macs,
                                       2 * m.backward_macs + m.backward_elementwise))
-    for scan in scans:
-        parts.append(TrainingPart(f"backward of the {scan.kind}", scan.module, "closed form", scan.macs,
-                                  2 * scan.macs + scan.elementwise))
+    for kind in dict.fromkeys(scan.kind for scan in scans):    # one part per kind of scan, its modules collapsed
+        same = [scan for scan in scans if scan.kind == kind]
+        macs = sum(scan.macs for scan in same)
+        parts.append(TrainingPart(f"backward of the {kind}", _collapsed([scan.module for scan in same]),
+                                  "closed form", macs, 2 * macs + sum(scan.elementwise for scan in same)))
     if not ran:
         tied = tied_gradient_adds(module)
         if tied:
@@ -141,3 +143,15 @@ def tied_gradient_adds(module: "nn.Module") -> int:
         for p in mod.parameters(recurse=False):
             holders.setdefault(id(p), []).append(p)
     return sum((len(ps) - 1) * int(ps[0].numel()) for ps in holders.values() if ps[0].requires_grad)
+
+
+def _collapsed(names: list[str]) -> str:
+    """``blocks.0.mixer`` … ``blocks.31.mixer`` as ``blocks.0–31.mixer``; names that differ otherwise joined."""
+    unique = list(dict.fromkeys(names))
+    split = [n.split(".") for n in unique]
+    if len(unique) > 1 and len({len(p) for p in split}) == 1:
+        differ = [i for i in range(len(split[0])) if len({p[i] for p in split}) > 1]
+        if len(differ) == 1 and all(p[differ[0]].isdigit() for p in split):
+            at, numbers = differ[0], sorted(int(p[differ[0]]) for p in split)
+            return ".".join(split[0][:at] + [f"{numbers[0]}–{numbers[-1]}"] + split[0][at + 1:])
+    return ", ".join(unique)
