@@ -84,8 +84,11 @@ def packed_recurrent(stack: Sequence[nn.RNNBase], embedded: torch.Tensor, length
             output, _state = rnn(output)
         pieces.append(output.reshape(len(rows) * length, output.shape[-1]))
     if embedded.device.type == "meta":
-        # shape-only tracing: the packed output's size (torch.cat on meta imports torch._dynamo)
-        return embedded.new_empty((sum(lengths), pieces[0].shape[-1]))
+        # shape-only tracing: the packed output's size (torch.cat on meta imports torch._dynamo), joined to
+        # the groups' autograd graph so that a counted training step sees that the head's input needs a gradient
+        from lstm_inspect.shape_forwards import graft
+
+        return graft(stack[0], tuple(pieces), embedded.new_empty((sum(lengths), pieces[0].shape[-1])))
     # fake tensors (the memory estimate): cat keeps the groups in the autograd graph, as the packed
     # output keeps the packed kernel's, so a training step's backward is estimated too
     return torch.cat(pieces)

@@ -14,6 +14,13 @@ Formulas:
   kernels): ``torch.utils.flop_counter``'s registry, which returns FLOPs = 2·MACs; MACs = half of it;
 * element-wise ops (tagged ``pointwise``): 1 FLOP per output element; reductions and scans (``sum``,
   ``mean``, ``cumsum``...): 1 FLOP per input element; ``softmax``: 5 per element; ``layer_norm``: 8 per element;
+* the backward's own kernels: ``_softmax_backward_data``/``_log_softmax_backward_data`` 4 per element (a product,
+  a row sum, a subtraction, a product), ``native_layer_norm_backward`` 16 and ``_fused_rms_norm_backward`` 8
+  (2 × their forward), ``embedding_dense_backward`` 1 per gradient element (the scatter-add into the table), the
+  CPU flash-attention backward as ``torch.utils.flop_counter`` counts the other attention backwards (the scores
+  recomputed, then dV, dP, dQ, dK: ``B·H·L·S·(3E + 2E_v)``); ``convolution_backward`` as many MACs as the
+  forward per gradient it computes (dX, dW; flop_counter's formula charges a grouped convolution's dW as if it
+  were dense, 1536 × too much on Mamba's depthwise conv), its bias gradient not included;
 * data movement (views, copies, indexing, concatenation, allocation): 0 by convention;
 * anything else ran *without a formula*: it is listed (op name, calls), never silently counted as 0.
 """
@@ -29,7 +36,15 @@ if TYPE_CHECKING:
 
 #: Element-wise ops with a cost other than 1 FLOP per output element (per element of the first input).
 COMPOSITE_ELEMENTWISE = {"log_sigmoid_forward": 1, "_softmax": 5, "_log_softmax": 5, "softmax": 5, "log_softmax": 5,
-                         "native_layer_norm": 8, "layer_norm": 8, "_fused_rms_norm": 4, "rms_norm": 4}
+                         "native_layer_norm": 8, "layer_norm": 8, "_fused_rms_norm": 4, "rms_norm": 4,
+                         # the backward's kernels (see the module docstring)
+                         "_softmax_backward_data": 4, "_log_softmax_backward_data": 4,
+                         "native_layer_norm_backward": 16, "_fused_rms_norm_backward": 8,
+                         "embedding_dense_backward": 1, "native_dropout_backward": 1,
+                         # activations' derivatives: one op per gradient element, as a pointwise op's forward
+                         **{f"{act}_backward": 1 for act in (
+                             "softplus", "log_sigmoid", "gelu", "silu", "sigmoid", "tanh", "threshold", "elu",
+                             "hardtanh", "leaky_relu", "mish", "hardswish", "hardsigmoid", "softshrink", "logit")}}
 #: Reductions and scans: 1 FLOP per input element.
 REDUCTIONS = {"sum", "mean", "amax", "amin", "max", "min", "prod", "cumsum", "cumprod", "logsumexp", "var",
               "var_mean", "std", "std_mean", "norm", "linalg_vector_norm", "argmax", "argmin", "any", "all"}
@@ -46,6 +61,7 @@ DATA_MOVEMENT = {
     "bitwise_and", "bitwise_or", "isin", "_unsafe_view", "set_", "resize_", "as_strided_", "_assert_async",
     "_assert_tensor_metadata", "item", "tensor_split", "nonzero", "unfold", "im2col", "col2im", "_pack_padded_sequence",
     "_pad_packed_sequence", "diagonal_scatter", "expand_copy", "_reshape_alias", "view_copy", "masked_scatter",
+    "select_backward", "slice_backward", "index_select_backward", "unfold_backward", "expand_backward",
 }
 
 
@@ -53,6 +69,28 @@ DATA_MOVEMENT = {
 ATTENTION_KERNELS = {"_scaled_dot_product_flash_attention_for_cpu", "_scaled_dot_product_flash_attention",
                      "_scaled_dot_product_efficient_attention", "_scaled_dot_product_cudnn_attention",
                      "_scaled_dot_product_fused_attention_overrideable"}
+
+
+#: The CPU flash-attention backward (flop_counter's registry has the CUDA ones).
+ATTENTION_BACKWARD_KERNELS = {"_scaled_dot_product_flash_attention_for_cpu_backward"}
+
+
+def _attention_backward_macs(args: tuple) -> int:
+    """``grad_out, q, k, v, ...``: the scores recomputed (``L·S·E``), then dP and dV (``2·L·S·E_v``), dQ and dK
+    (``2·L·S·E``), per head: ``B·H·L·S·(3E + 2E_v)``, as flop_counter counts the CUDA kernels."""
+    q, k, v = args[1:4]
+    *lead, length, e = q.shape
+    heads = math.prod(int(d) for d in lead)
+    return heads * int(length) * int(k.shape[-2]) * (3 * int(e) + 2 * int(v.shape[-1]))
+
+
+def _convolution_backward_macs(args: tuple) -> int:
+    """``grad_output, input, weight, ..., transposed (7), ..., output_mask (10)``: the forward's MACs (every output
+    element of the non-transposed convolution reads ``C_in/groups × kernel`` weights) per gradient computed."""
+    grad_output, inp, weight = args[:3]
+    transposed, mask = bool(args[7]), args[10]
+    forward = (int(inp.numel()) if transposed else int(grad_output.numel())) * math.prod(int(d) for d in weight.shape[1:])
+    return forward * (int(bool(mask[0])) + int(bool(mask[1])))
 
 
 def _attention_macs(args: tuple) -> int:
@@ -124,6 +162,10 @@ def classify(func: Any, args: tuple, kwargs: dict, out: Any) -> tuple[str, int]:
     packet = func._overloadpacket
     if packet.__name__ in ATTENTION_KERNELS:
         return "macs", _attention_macs(args)
+    if packet.__name__ == "convolution_backward":
+        return "macs", _convolution_backward_macs(args)
+    if packet.__name__ in ATTENTION_BACKWARD_KERNELS:
+        return "macs", _attention_backward_macs(args)
     if packet in flop_registry:
         return "macs", int(flop_registry[packet](*args, **kwargs, out_val=out)) // 2
     name = packet.__name__.rstrip("_") if packet.__name__ not in DATA_MOVEMENT else packet.__name__

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 CELLS = ("lstm", "gru", "rnn")
 #: Gates per cell (LSTM i, f, g, o; GRU r, z, n; a plain RNN one).
@@ -73,6 +74,52 @@ def step_elementwise(cell: str, hidden: int, bias: bool) -> int:
     if cell == "gru":
         return (6 * hidden if bias else 0) + 2 * hidden + 3 * hidden + 4 * hidden
     return (2 * hidden if bias else 0) + hidden
+
+
+def step_backward_elementwise(cell: str, hidden: int, bias: bool) -> int:
+    """Element-wise FLOPs of one cell step's backward: the bias gradients (one add per bias element, as many
+    as the forward's bias adds) and the gate and cell derivatives, taken as 2 × the forward's activation and
+    cell-update work."""
+    forward_bias = 2 * GATES[cell] * hidden if bias else 0
+    return forward_bias + 2 * (step_elementwise(cell, hidden, bias) - forward_bias)
+
+
+def recurrent_backward(m: Any, steps: int, input_needs_grad: bool) -> tuple[int, int]:
+    """(MACs, element-wise FLOPs) of an nn.LSTM/GRU/RNN's backward over ``steps`` cell steps per layer and
+    direction, in closed form.
+
+    Each product Y = X·W of a cell step costs dW = Xᵀ·dY (when W is trainable) and dX = dY·Wᵀ: the input
+    product's dX when the layer's input needs a gradient (layer 0: when the module's input does; a layer
+    above: when anything below it is trainable), the hidden product's dh_{t-1} at every step (the state
+    chain), and the projection's (``proj_size``) dW_hr and dr alike.
+    """
+    cell = cell_kind(m)
+    hidden = int(m.hidden_size)
+    proj = int(getattr(m, "proj_size", 0) or 0)
+    state = proj or hidden
+    gates = GATES[cell] * hidden
+    suffixes = ("", "_reverse") if m.bidirectional else ("",)
+    upstream = input_needs_grad
+    macs = elementwise = 0
+    for layer in range(int(m.num_layers)):
+        layer_input = int(m.input_size) if layer == 0 else state * len(suffixes)
+        trainable = False
+        for sfx in suffixes:
+            def grad(kind: str) -> bool:
+                p = getattr(m, f"{kind}_l{layer}{sfx}", None)
+                return p is not None and bool(p.requires_grad)
+
+            own = any(grad(k) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"))
+            trainable = trainable or own
+            if not (own or upstream):
+                continue
+            macs += steps * gates * layer_input * (grad("weight_ih") + upstream)
+            macs += steps * gates * state * (grad("weight_hh") + 1)
+            if proj:
+                macs += steps * proj * hidden * (grad("weight_hr") + 1)
+            elementwise += steps * step_backward_elementwise(cell, hidden, grad("bias_ih") or grad("bias_hh"))
+        upstream = upstream or trainable
+    return macs, elementwise
 
 
 def format_leaf(kind: str, layer: int, reverse: bool = False) -> str:

@@ -6,6 +6,8 @@ checks what PyTorch checks first, so it refuses what PyTorch would refuse.
 
 from __future__ import annotations
 
+from typing import Any
+
 def closed_form_leaves() -> tuple[type, ...]:
     from torch import nn
 
@@ -14,7 +16,7 @@ def closed_form_leaves() -> tuple[type, ...]:
 
 def linear_shapes(self, input):
     """nn.Linear's output, shape only."""
-    return input.new_empty((*input.shape[:-1], self.out_features))
+    return graft(self, (input,), input.new_empty((*input.shape[:-1], self.out_features)))
 
 
 def recurrent_shapes(self, input, hx=None):
@@ -39,8 +41,89 @@ def recurrent_shapes(self, input, hx=None):
         like = input
     h_n = like.new_empty((*state_lead, state_dim))
     if self.mode == "LSTM":
-        return output, (h_n, like.new_empty((*state_lead, self.hidden_size)))
-    return output, h_n
+        return graft(self, (input, hx), (output, (h_n, like.new_empty((*state_lead, self.hidden_size)))))
+    return graft(self, (input, hx), (output, h_n))
+
+
+def graft(module: Any, inputs: tuple, outputs: Any) -> Any:
+    """``outputs`` joined to the autograd graph of ``inputs`` and ``module``'s trainable parameters.
+
+    A shape-only output has no ``grad_fn``; a training step's backward must still reach what comes before
+    the module (an embedding) and know that the module's output needs a gradient. The join's backward
+    returns empty gradients (no arithmetic): the module's own backward is given by its closed form
+    (``thop_ops``). Without grad mode (a plain forward count), the outputs are returned as they are.
+    """
+    import torch
+
+    if not torch.is_grad_enabled():
+        return outputs
+    sources = [t for t in _tensors(inputs) if t.requires_grad]
+    sources += [p for p in module.parameters() if p.requires_grad]
+    if not sources:
+        return outputs
+    flat = _tensors(outputs)
+    joined = iter(_Join.apply(len(flat), *flat, *sources))
+    return _rebuild(outputs, joined)
+
+
+def _tensors(value: Any) -> list:
+    import torch
+    from torch.nn.utils.rnn import PackedSequence
+
+    if isinstance(value, PackedSequence):
+        return [value.data]
+    if isinstance(value, torch.Tensor):
+        return [value] if value.is_floating_point() else []
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _tensors(v)]
+    return []
+
+
+def _rebuild(value: Any, joined: Any) -> Any:
+    import torch
+    from torch.nn.utils.rnn import PackedSequence
+
+    if isinstance(value, PackedSequence):
+        return PackedSequence(next(joined), value.batch_sizes, value.sorted_indices, value.unsorted_indices)
+    if isinstance(value, torch.Tensor):
+        return next(joined) if value.is_floating_point() else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(_rebuild(v, joined) for v in value)
+    return value
+
+
+def _join_class() -> type:
+    import torch
+
+    class Join(torch.autograd.Function):
+        """Outputs (the first ``count`` arguments, passed through) that depend on the sources (the rest)."""
+
+        @staticmethod
+        def forward(ctx, count, *tensors):
+            ctx.count = count
+            ctx.sources = [(t.shape, t.dtype, t.device) for t in tensors[count:]]
+            return tuple(t.view_as(t) for t in tensors[:count])
+
+        @staticmethod
+        def backward(ctx, *grads):
+            return (None, *(None for _ in range(ctx.count)),
+                    *(torch.empty(shape, dtype=dtype, device=device) for shape, dtype, device in ctx.sources))
+
+    return Join
+
+
+class _LazyJoin:
+    """The autograd Function, made on first use (this module is imported without torch)."""
+
+    _cls: Any = None
+
+    def apply(self, *args: Any) -> Any:
+        if _LazyJoin._cls is None:
+            _LazyJoin._cls = _join_class()
+        return _LazyJoin._cls.apply(*args)
+
+
+_Join = _LazyJoin()
 
 
 SAMPLE_INPUT_HINT = "give the model a sample_input(batch, seq, device) returning what its forward takes"

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any, Callable
 if TYPE_CHECKING:
     from torch import nn
 
-from lstm_inspect.recurrence import GATES, cell_kind, step_elementwise, step_macs  # noqa: E402, F401  (re-exported)
+from lstm_inspect.recurrence import (  # noqa: E402, F401  (re-exported)
+    GATES, cell_kind, recurrent_backward, step_elementwise, step_macs,
+)
 
 
 @dataclass
@@ -53,6 +55,9 @@ class ModuleCount:
     calls: int = 0
     output_elements: int = 0       # elements written (each read once by the next module)
     sequential_steps: int = 0      # recurrent modules: time steps run one after the other
+    backward_macs: int = 0         # the closed form of its backward (dX, dW), for a training step
+    backward_elementwise: int = 0
+    shape_only: bool = False       # ran a shape-only forward: its backward exists only as the closed form
 
 
 @dataclass
@@ -82,6 +87,33 @@ def _steps(m: "nn.Module", x: tuple) -> tuple[int, int]:
         return int(inp.shape[0]), int(inp.shape[0])
     batch, time = (inp.shape[0], inp.shape[1]) if m.batch_first else (inp.shape[1], inp.shape[0])
     return int(batch) * int(time), int(time)
+
+
+def _needs_grad(x: tuple) -> bool:
+    """Whether a module's input needs a gradient in a training step (it depends on a trainable parameter)."""
+    from torch.nn.utils.rnn import PackedSequence
+
+    inp = x[0] if x else None
+    inp = inp.data if isinstance(inp, PackedSequence) else inp
+    return bool(getattr(inp, "requires_grad", False))
+
+
+def _trainable(m: "nn.Module", name: str) -> bool:
+    p = getattr(m, name, None)
+    return p is not None and bool(p.requires_grad)
+
+
+def _product_backward(record: ModuleCount, m: "nn.Module", x: tuple, macs: int, bias_adds: int) -> None:
+    """Y = X·W (+ b): dW = Xᵀ·dY and dX = dY·Wᵀ, each as many MACs as the forward product (dX only when the
+    input needs a gradient, dW only when W is trainable); db = the rows of dY summed."""
+    record.backward_macs += macs * (_trainable(m, "weight") + _needs_grad(x))
+    record.backward_elementwise += bias_adds if _trainable(m, "bias") else 0
+    record.shape_only = record.shape_only or _shape_only(m)
+
+
+def _shape_only(m: "nn.Module") -> bool:
+    forward = vars(m).get("forward")
+    return getattr(getattr(forward, "__func__", None), "__module__", "") == "lstm_inspect.shape_forwards"
 
 
 def _add_ops(m: "nn.Module", macs: int) -> None:
@@ -121,6 +153,10 @@ def make_custom_ops(recorder: Recorder) -> dict[type, Callable[..., None]]:
         record.macs += total_macs
         record.calls += 1
         record.sequential_steps += sequential
+        bwd_macs, bwd_elementwise = recurrent_backward(m, steps, _needs_grad(x))
+        record.backward_macs += bwd_macs
+        record.backward_elementwise += bwd_elementwise
+        record.shape_only = record.shape_only or _shape_only(m)
         # outputs of every layer and direction (the next layer's input), plus the G·H input-product
         # pre-activations computed for all steps at once: written once, read once
         record.output_elements += steps * directions * int(m.num_layers) * (state + GATES[cell] * hidden)
@@ -134,6 +170,7 @@ def make_custom_ops(recorder: Recorder) -> dict[type, Callable[..., None]]:
         record.elementwise += rows * int(m.out_features) if m.bias is not None else 0
         record.calls += 1
         record.output_elements += int(y.numel())
+        _product_backward(record, m, x, macs, rows * int(m.out_features))
         _add_ops(m, macs)
 
     def embedding(m: "nn.Embedding", x: tuple, y: Any) -> None:
@@ -141,6 +178,8 @@ def make_custom_ops(recorder: Recorder) -> dict[type, Callable[..., None]]:
         record = recorder.module(m)
         record.calls += 1
         record.output_elements += int(y.numel())
+        # the gradient rows scatter-added into the table: one add per element
+        record.backward_elementwise += int(y.numel()) if _trainable(m, "weight") else 0
         _add_ops(m, 0)
 
     def conv1d(m: "nn.Module", x: tuple, y: Any) -> None:
@@ -152,6 +191,7 @@ def make_custom_ops(recorder: Recorder) -> dict[type, Callable[..., None]]:
         record.elementwise += rows * nf if getattr(m, "bias", None) is not None else 0
         record.calls += 1
         record.output_elements += int(y.numel())
+        _product_backward(record, m, x, rows * nx * nf, rows * nf)
         _add_ops(m, rows * nx * nf)
 
     ops: dict[type, Callable[..., None]] = {nn.LSTM: recurrent, nn.GRU: recurrent, nn.RNN: recurrent, nn.Linear: linear, nn.Embedding: embedding}

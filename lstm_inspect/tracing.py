@@ -95,37 +95,47 @@ def traced(loaded: "LoadedModel", work: Callable[..., Any], fallbacks: list[str]
             return work(*copy_)
 
 
+#: Optional kernels transformers said it falls back from, in this process (it says so once per process).
+KERNEL_FALLBACKS: list[str] = []
+
+
 @contextlib.contextmanager
 def kernel_notices(names: list[str]) -> Iterator[None]:
-    """Catch transformers' "`X` is falling back to its reference PyTorch implementation" warnings (printed
-    once per process on stderr); the kernel names go to ``names``."""
+    """Keep transformers' "`X` is falling back to its reference PyTorch implementation" warnings off stderr
+    (:func:`quiet_kernel_notices`); ``names`` receives the kernels' names seen in this process so far."""
+    quiet_kernel_notices()
+    try:
+        yield
+    finally:
+        names.extend(n for n in KERNEL_FALLBACKS if n not in names)
+
+
+def quiet_kernel_notices() -> None:
+    """Once per process, when transformers is loaded: a filter on its log handlers that drops the optional-kernel
+    notices (every command: a model built from a transformers config may run them in any analysis) and records
+    the kernels' names in :data:`KERNEL_FALLBACKS` for the notes."""
     import logging
     import re
     import sys
 
     if "transformers" not in sys.modules:
-        yield
         return
+    from transformers.utils import logging as hf_logging
+
     pattern = re.compile(r"`(\w+)` is falling back to its reference PyTorch implementation")
 
     class Catch(logging.Filter):
         def filter(self, record: logging.LogRecord) -> bool:
             match = pattern.search(record.getMessage())
             if match:
-                if match.group(1) not in names:
-                    names.append(match.group(1))
+                if match.group(1) not in KERNEL_FALLBACKS:
+                    KERNEL_FALLBACKS.append(match.group(1))
                 return False
             return True
 
-    catch = Catch()
-    handlers = logging.getLogger("transformers").handlers
-    for handler in handlers:
-        handler.addFilter(catch)
-    try:
-        yield
-    finally:
-        for handler in handlers:
-            handler.removeFilter(catch)
+    for handler in hf_logging._get_library_root_logger().handlers:
+        if not any(type(f).__name__ == "Catch" and f.__module__ == __name__ for f in handler.filters):
+            handler.addFilter(Catch())
 
 
 def own_forward(module: "nn.Module") -> bool:

@@ -29,7 +29,8 @@ def test_json_detail_has_integer_macs_and_flops():
     assert doc["view"] == "detail"
     assert doc["macs"] == tiny_macs(6) and isinstance(doc["macs"], int)
     assert isinstance(doc["flops"], int) and doc["flops"] > 2 * doc["macs"]
-    assert doc["training"]["flops"] == 3 * doc["flops"]
+    assert doc["training"]["macs"] == 3 * doc["macs"] and doc["training"]["method"] == "closed form"
+    assert doc["training"]["flops"] == doc["flops"] + doc["training"]["backward"]["flops"]
     assert doc["checks_ok"] is True
     assert [c["component"] for c in doc["components"]] == [
         "embedding", "recurrent layer 0 · forward", "recurrent layer 1 · forward", "projection"]

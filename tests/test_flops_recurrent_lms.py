@@ -69,3 +69,36 @@ def test_mamba_prints_no_library_notice(tmp_path):
     assert "[transformers]" not in out.stderr and "falling back" not in out.stderr
     doc = json.loads(out.stdout)
     assert doc["macs"] > 0 and any("optional kernels not installed" in n for n in doc["notes"])
+
+
+def _rwkv(tmp_path):
+    from transformers import RwkvConfig
+
+    RwkvConfig(hidden_size=32, num_hidden_layers=2, vocab_size=97, attention_hidden_size=32, intermediate_size=64,
+               context_length=64, bos_token_id=0, eos_token_id=0).to_json_file(str(tmp_path / "config.json"))
+    return resolve_source(str(tmp_path / "config.json"))
+
+
+def test_no_command_prints_library_output(tmp_path):
+    # every command in a fresh process (transformers warns once per process), on two recurrent LMs: stderr holds
+    # nothing from transformers (Mamba's optional-kernel notices come from whichever analysis runs a forward)
+    import subprocess
+    import sys
+
+    for name, make in (("mamba", _mamba), ("rwkv", _rwkv)):
+        (tmp_path / name).mkdir()
+        make(tmp_path / name)
+        config = str(tmp_path / name / "config.json")
+        commands = [
+            ["structure", "--model", config], ["params", "--model", config], ["flops", "--model", config, "--seq", "8"],
+            ["memory", "--model", config, "--method", "estimate", "--batch-sizes", "1", "--seq-lens", "8"],
+            ["generation", "--model", config, "--contexts", "16", "--batch-sizes", "1"],
+            ["report", "--model", config, "--seq", "8", "--batch-sizes", "1", "--seq-lens", "8"],
+            ["compare", config, config],
+        ]
+        for command in commands:
+            out = subprocess.run([sys.executable, "-m", "lstm_inspect", *command, "--json"], capture_output=True,
+                                 text=True, timeout=180)
+            assert out.returncode == 0, (command, out.stderr)
+            assert out.stderr == "", (command, out.stderr)
+            json.loads(out.stdout)

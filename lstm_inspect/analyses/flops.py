@@ -10,8 +10,8 @@ Conventions (also in the README):
 * MACs: multiply-accumulates of the matrix products only (an embedding lookup is 0).
 * FLOPs: 2·MACs + element-wise work per cell step and sequence (bias adds, gate activations,
   cell update; each activation evaluation = 1 FLOP), plus one add per output element of a biased Linear.
-* Training step: forward + backward, backward ≈ 2× forward (gradients w.r.t. inputs and weights),
-  so training ≈ 3× forward, applied to the whole count.
+* Training step: forward + backward, the backward counted (``flops_training``): run under the operator pass
+  where it can run on fake tensors, a closed form for the shape-only modules, the 3× rule as the fallback.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def count_flops(
             count, packed, thop_raw = _count_packed(module, loaded, mode, device, seq, lengths)
         else:
             inputs = _inputs(loaded, mode, device, batch, seq)
-            count = _profile(module, inputs, loaded, f"batch {batch} × seq {seq}")
+            count = _profile(module, inputs, loaded, f"batch {batch} × seq {seq}", training=True)
             packed, thop_raw = None, _stock_profile(module, inputs)
         return module, count, packed, thop_raw, param_numels(module)
 
@@ -138,13 +138,14 @@ def count_flops(
     time = None
     if accelerator is not None or peak_tflops is not None:
         sequential = max(lengths) if lengths is not None else None
-        time = time_estimate(recorder, count.stock, count.flops, params, accelerator, peak_tflops, dtype, sequential)
+        time = time_estimate(recorder, count.stock, count.flops, params, accelerator, peak_tflops, dtype, sequential,
+                             training_flops=count.training.flops if count.training else None)
     return FlopsReport(
         model=loaded.description, batch_size=batch, seq_len=seq, macs=count.macs, flops=count.flops,
         modules=_module_rows(count),
         components=tuple(_components(recorder, count.stock, module) + _operator_components(module, count.operators)), checks=checks,
         thop_raw=thop_raw, packed=packed, time=time, notes=tuple(notes),
-        uncounted_ops=tuple(sorted(count.operators.uncounted.items())),
+        uncounted_ops=tuple(sorted(count.operators.uncounted.items())), training=count.training,
     )
 
 
@@ -159,7 +160,7 @@ def _count_packed(module: "nn.Module", loaded: "LoadedModel", mode: Any, device:
                   lengths: Sequence[int]) -> tuple[_Count, PackedComparison, int]:
     """The packed batch counted, next to the same sequences padded to ``seq``; thop's raw padded figure."""
     batch = len(lengths)
-    count = _profile(module, _inputs(loaded, mode, device, batch, seq, lengths), loaded, "lengths")
+    count = _profile(module, _inputs(loaded, mode, device, batch, seq, lengths), loaded, "lengths", training=True)
     padded_inputs = _inputs(loaded, mode, device, batch, seq)
     padded = _profile(module, padded_inputs, loaded, f"lengths (padded to {batch} × {seq})")
     packed = PackedComparison(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from lstm_inspect.analyses.flops_time import TRAINING_FACTOR, TimeEstimate
+from lstm_inspect.analyses.flops_training import TrainingCount
 from lstm_inspect.recurrence import Check
 from lstm_inspect.reporting import Rendered
 
@@ -20,6 +21,13 @@ FLOPS_CONVENTION = (
     "Linear bias 1 per output element"
 )
 TRAINING_RULE = "training step ≈ 3 × forward (backward ≈ 2 × forward: gradients w.r.t. inputs and weights)"
+TRAINING_CONVENTION = (
+    "training step = forward + backward, the backward from dL/d(output) (the loss itself not counted): run "
+    "under the operator pass where it runs on fake tensors (counted); a shape-only module's backward by its "
+    "closed form (each product's dW and dX, dX only where the input needs a gradient; a recurrent layer's "
+    "dh at every step; bias gradients one add per element and step; gate and cell derivatives 2 × the "
+    "forward's); the 3× rule only where the backward cannot run"
+)
 THOP_RAW_INCLUDES = (
     "thop 0.1.1's stock hooks: its LSTM/GRU/RNN figure adds bias adds and element-wise ops to the products "
     "and ignores proj_size (and on a real PackedSequence charges max(batch_sizes) × len(batch_sizes) steps); "
@@ -87,6 +95,7 @@ class FlopsReport(Rendered):
     time: TimeEstimate | None
     notes: tuple[str, ...]
     uncounted_ops: tuple[tuple[str, int], ...] = ()    # (aten op, calls) that ran without a formula
+    training: TrainingCount | None = None              # the counted step (None: the 3× rule)
 
     @property
     def elementwise_flops(self) -> int:
@@ -94,11 +103,15 @@ class FlopsReport(Rendered):
 
     @property
     def training_macs(self) -> int:
-        return TRAINING_FACTOR * self.macs
+        return self.training.macs if self.training is not None else TRAINING_FACTOR * self.macs
 
     @property
     def training_flops(self) -> int:
-        return TRAINING_FACTOR * self.flops
+        return self.training.flops if self.training is not None else TRAINING_FACTOR * self.flops
+
+    @property
+    def training_method(self) -> str:
+        return self.training.method if self.training is not None else "rule"
 
     @property
     def checks_ok(self) -> bool:

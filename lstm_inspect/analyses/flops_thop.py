@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from lstm_inspect.errors import AnalysisFailed, first_line
 from lstm_inspect.thop_ops import Recorder, make_custom_ops
 from lstm_inspect.op_pass import OperatorTally
+from lstm_inspect.scan_stand_ins import scan_stand_ins
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from lstm_inspect.analyses.flops_training import TrainingCount
 
     from lstm_inspect.source import LoadedModel
 
@@ -24,6 +27,7 @@ class _Count:
     flops: int
     stock: dict[str, tuple[str, int, int]]   # modules counted by thop's stock hooks: name -> (type, MACs, FLOPs)
     operators: OperatorTally                 # what ran outside the hooked modules
+    training: "TrainingCount | None" = None  # the training step, when asked for
 
 
 def _hooked(module: "nn.Module", custom_ops: dict) -> set[str]:
@@ -36,8 +40,12 @@ def _hooked(module: "nn.Module", custom_ops: dict) -> set[str]:
             if (type(m) in custom_ops or type(m) in register_hooks) and not isinstance(m, (nn.Sequential, nn.ModuleList))}
 
 
-def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: str) -> _Count:
-    """One thop.profile pass with our custom_ops (outside the fake mode); ``where`` names the input's options."""
+def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: str, *,
+             training: bool = False) -> _Count:
+    """One thop.profile pass with our custom_ops (outside the fake mode); ``where`` names the input's options.
+
+    With ``training``, the forward runs with gradients enabled and its backward is counted too
+    (:mod:`~lstm_inspect.analyses.flops_training`)."""
     import thop
 
     from lstm_inspect.op_pass import operator_pass
@@ -48,10 +56,13 @@ def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: s
     custom_ops = make_custom_ops(recorder)
     # Our own forwards (the built-in model, a rebuilt checkpoint) run nothing outside their hooked modules; a
     # dispatch mode's first use imports torch._dynamo (about one more `import torch`), so they go without it.
-    watch = contextlib.nullcontext(OperatorTally()) if own_forward(module) else operator_pass(
-        module, _hooked(module, custom_ops))
+    own = own_forward(module)
+    watch = contextlib.nullcontext(OperatorTally()) if own else operator_pass(module, _hooked(module, custom_ops))
+    grab: Any = _grad_forward(module) if training else contextlib.nullcontext([])
+    scans = contextlib.ExitStack()
+    scanned = scans.enter_context(scan_stand_ins(module))
     try:
-        with _quiet(), watch as operators:
+        with _quiet(), watch as operators, grab as outputs:
             total, _params, layers = thop.profile(module, inputs, custom_ops=custom_ops,
                                                   verbose=False, ret_layer_info=True)
     except Exception as exc:  # a user's model may fail in any way
@@ -60,6 +71,7 @@ def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: s
         if is_size_overflow(exc):
             raise too_large(where, exc, tuple(f for f in ("batch_sizes", "seq_lens", "batch", "seq", "lengths")
                                               if f in where.split())) from None
+        scans.close()
         raise AnalysisFailed(f"counting a forward pass of {loaded.name} failed: {first_line(exc)}") from None
     from torch.nn.modules.conv import _ConvNd
 
@@ -77,7 +89,36 @@ def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: s
     macs = sum(m.macs for m in recorder.modules.values()) + sum(v[1] for v in stock.values()) + operators.macs
     flops = (2 * sum(m.macs for m in recorder.modules.values()) + sum(m.elementwise for m in recorder.modules.values())
              + sum(v[2] for v in stock.values()) + 2 * operators.macs + operators.elementwise)
-    return _Count(recorder, macs, flops, stock, operators)
+    step = None
+    if training:
+        from lstm_inspect.analyses.flops_training import run_backward, training_count
+
+        with _quiet(), scans:
+            backward, reason = run_backward(module, outputs, not own)
+        outputs.clear()
+        step = training_count(module, macs, flops, recorder, backward, not own, reason, scanned)
+    scans.close()
+    return _Count(recorder, macs, flops, stock, operators, step)
+
+
+@contextlib.contextmanager
+def _grad_forward(module: "nn.Module"):
+    """Yield a list that receives the root's output, the forward run with gradients enabled (thop runs it
+    under ``no_grad``, which restores the previous mode when it ends)."""
+    import torch
+
+    outputs: list = []
+
+    def enable(_module: "nn.Module", _inputs: tuple) -> None:
+        torch.set_grad_enabled(True)
+
+    handles = [module.register_forward_pre_hook(enable),
+               module.register_forward_hook(lambda _m, _i, out: outputs.append(out))]
+    try:
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _quiet():
@@ -105,7 +146,7 @@ def _stock_profile(module: "nn.Module", inputs: tuple) -> int:
     import thop
 
     try:
-        with _quiet():
+        with _quiet(), scan_stand_ins(module):
             total, _params = thop.profile(module, inputs, verbose=False)
     except Exception:  # only a reference figure: never fail the report for it
         return -1

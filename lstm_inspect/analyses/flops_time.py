@@ -31,6 +31,7 @@ class TimeEstimate:
     activation_bytes: int
     compute_s: float
     memory_s: float | None
+    training_flops: int | None = None     # the counted training step (None: the 3× rule)
 
     @property
     def bytes_moved(self) -> int:
@@ -46,7 +47,9 @@ class TimeEstimate:
 
     @property
     def training_compute_s(self) -> float:
-        return TRAINING_FACTOR * self.compute_s
+        if self.training_flops is None:
+            return TRAINING_FACTOR * self.compute_s
+        return self.training_flops / (self.peak_tflops * 1e12)
 
 
 def param_numels(module: "nn.Module") -> dict[str, list[tuple[str, int]]]:
@@ -67,7 +70,7 @@ _RE_READ = ("weight_hh", "weight_hr", "bias_hh")
 
 def time_estimate(recorder: Recorder, stock: Mapping[str, Any], flops: int, params: dict[str, list[tuple[str, int]]],
                   accelerator: Accelerator | None, peak_tflops: float | None, dtype: str,
-                  sequential: int | None) -> TimeEstimate:
+                  sequential: int | None, training_flops: int | None = None) -> TimeEstimate:
     """Bytes: weights read (recurrent W_hh/W_hr/b_hh re-read every time step, an embedding reads only the
     rows it looks up, the rest once) + activations (each module's outputs written once and read once)."""
     size = DTYPE_BYTES[dtype]
@@ -94,5 +97,5 @@ def time_estimate(recorder: Recorder, stock: Mapping[str, Any], flops: int, para
         hardware=accelerator.key if accelerator else None, hardware_name=accelerator.name if accelerator else None,
         dtype=dtype, peak_tflops=peak, bandwidth_gbs=bandwidth, source=accelerator.source if accelerator else None,
         flops=flops, weight_bytes=weight_bytes, activation_bytes=activation_bytes,
-        compute_s=compute_s, memory_s=memory_s,
+        compute_s=compute_s, memory_s=memory_s, training_flops=training_flops,
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from lstm_inspect.analyses.flops_report import (
-    FLOPS_CONVENTION, THOP_RAW_INCLUDES, TRAINING_RULE, FlopsGrid, FlopsReport,
+    FLOPS_CONVENTION, THOP_RAW_INCLUDES, TRAINING_CONVENTION, TRAINING_RULE, FlopsGrid, FlopsReport,
 )
 from lstm_inspect.analyses.flops_time import TimeEstimate
 from lstm_inspect.render.common import envelope
@@ -26,7 +26,7 @@ def flops_json(report: FlopsReport) -> dict[str, Any]:
         "macs": report.macs,
         "flops": report.flops,
         "elementwise_flops": report.elementwise_flops,
-        "training": {"macs": report.training_macs, "flops": report.training_flops, "rule": TRAINING_RULE},
+        "training": _training_json(report),
         "convention": FLOPS_CONVENTION,
         "modules": [
             {"name": m.name, "type": m.type, "macs": m.macs, "flops": m.flops, "calls": m.calls,
@@ -62,6 +62,44 @@ def flops_json(report: FlopsReport) -> dict[str, Any]:
             "waste_macs": p.waste_macs, "waste_ratio": p.waste_ratio,
         }
     return envelope("flops", report.model, body)
+
+
+def _training_json(report: FlopsReport) -> dict[str, Any]:
+    t = report.training
+    body: dict[str, Any] = {"macs": report.training_macs, "flops": report.training_flops,
+                            "method": report.training_method, "rule": TRAINING_RULE, "convention": TRAINING_CONVENTION}
+    if t is not None:
+        body.update({
+            "backward": {"macs": t.backward_macs, "flops": t.backward_flops},
+            "parts": [{"part": p.part, "module": p.module, "method": p.method, "macs": p.macs, "flops": p.flops}
+                      for p in t.parts],
+            "backward_ops": [{"op": op, "macs": macs} for op, macs in t.backward_ops],
+            "uncounted_ops": _uncounted_json(t.uncounted_ops),
+            "fallback": t.fallback,
+        })
+    return body
+
+
+#: The training figure's method, in words.
+TRAINING_METHODS = {
+    "counted": "the backward counted (run under the operator pass)",
+    "closed form": "the backward by closed forms (every module's dX and dW; no backward run)",
+    "counted+closed form": "the backward counted, shape-only modules by their closed form",
+    "rule": "3 × forward (the backward could not be counted)",
+}
+
+
+def _training_text(report: FlopsReport) -> str:
+    t = report.training
+    text = f"training step = forward + {TRAINING_METHODS[report.training_method]}"
+    if t is not None and t.method != "rule":
+        closed = [p.module or p.part for p in t.parts if p.method == "closed form"]
+        if closed and t.method != "closed form":
+            text += f" ({', '.join(closed)})"
+        text += "; the loss itself is not counted"
+    elif t is not None and t.fallback:
+        text += f": {t.fallback}"
+    return text
 
 
 def _time_json(t: TimeEstimate) -> dict[str, Any]:
@@ -120,7 +158,7 @@ def flops_rich(report: FlopsReport, *, expand: bool = False) -> list:
     summary.add_row("FLOPs (forward)", human_count(report.flops, "FLOPs"), grouped(report.flops))
     summary.add_row("  of which element-wise", human_count(report.elementwise_flops, "FLOPs"),
                     grouped(report.elementwise_flops))
-    summary.add_row("FLOPs (training step)", human_count(report.training_flops, "FLOPs"),
+    summary.add_row(f"FLOPs (training step, {report.training_method})", human_count(report.training_flops, "FLOPs"),
                     grouped(report.training_flops))
     summary.add_row("thop raw (stock hooks)", human_count(report.thop_raw, "ops") if report.thop_raw >= 0 else "failed",
                     grouped(report.thop_raw) if report.thop_raw >= 0 else "")
@@ -205,7 +243,7 @@ def flops_rich(report: FlopsReport, *, expand: bool = False) -> list:
         out.append(_uncounted_table(report.uncounted_ops))
 
     out.append(Text(f"convention: {FLOPS_CONVENTION}", style="dim"))
-    out.append(Text(f"training: {TRAINING_RULE}", style="dim"))
+    out.append(Text(f"training: {_training_text(report)}", style="dim"))
     out.append(Text(f"thop raw: {THOP_RAW_INCLUDES}", style="dim"))
     for note in report.notes:
         out.append(Text(f"note: {note}", style="dim"))
@@ -255,7 +293,8 @@ def _time_table(t: TimeEstimate):
         table.add_row("memory", "n/a", "no bandwidth known: give --hardware for the memory bound")
     table.add_row(Text("lower bound", style="bold"), Text(_seconds(t.lower_bound_s), style="bold"),
                   f"{t.bound}-bound")
-    table.add_row("training step", _seconds(t.training_compute_s), "compute only, 3 × forward")
+    table.add_row("training step", _seconds(t.training_compute_s),
+                  "compute only, 3 × forward" if t.training_flops is None else "compute only, counted step")
     rows: list[Any] = [table, Text(f"{ESTIMATE_NOTE}; recurrent W_hh re-read every time step", style="dim")]
     if t.source:
         rows.append(Text(f"source: {t.source}", style="dim"))

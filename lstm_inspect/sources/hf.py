@@ -98,6 +98,9 @@ def build_from_config(config: Any) -> Any:
     with offline():
         from transformers import AutoModel, AutoModelForCausalLM
 
+        from lstm_inspect.tracing import quiet_kernel_notices
+
+        quiet_kernel_notices()   # the optional-kernel notices come when a forward runs, in any command
         try:
             with skip_weight_init(), torch.device("meta"):
                 try:
