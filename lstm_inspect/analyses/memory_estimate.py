@@ -9,10 +9,13 @@ as peak − baseline, because weights and inputs exist before tracking starts an
 """
 
 from __future__ import annotations
-from lstm_inspect.torch_adapters import mkldnn_hidden_and_batch, mkldnn_layer, mkldnn_training
 
+import contextlib
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from lstm_inspect.torch_adapters import mkldnn_hidden_and_batch, mkldnn_layer, mkldnn_training
 
 if TYPE_CHECKING:
     import torch
@@ -31,10 +34,20 @@ def _tracker_class():
             super().__init__()
             self.live = 0
             self.peak = 0
+            self.ops = 0
+            #: ``(label, peak of the live total since the previous mark)``, one per :meth:`mark`.
+            self.segments: list[tuple[Any, int]] = []
+            self._segment_peak = 0
             self._sizes: dict[int, int] = {}
+
+        def mark(self, label: Any) -> None:
+            """End the current segment of the run (a module entered or left, a gradient accumulated)."""
+            self.segments.append((label, max(self._segment_peak, self.live)))
+            self._segment_peak = self.live
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
+            self.ops += 1
             transient = _transient_bytes(func, args)
             flat_out = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
             if not flat_out:
@@ -52,13 +65,16 @@ def _tracker_class():
                     size = max(size, workspace)
                 self._sizes[key] = size
                 self.live += size
-                if self.live > self.peak:
-                    self.peak = self.live
+                if self.live > self._segment_peak:
+                    self._segment_peak = self.live
+                    if self.live > self.peak:
+                        self.peak = self.live
                 # The storage's Python object is preserved while the storage lives (held by a tensor or by
                 # autograd's saved tensors), so the finaliser runs when the memory would be freed.
                 weakref.finalize(storage, self._release, key)
-            if transient and self.live + transient > self.peak:
-                self.peak = self.live + transient
+            if transient and self.live + transient > self._segment_peak:
+                self._segment_peak = self.live + transient
+                self.peak = max(self.peak, self._segment_peak)
             return out
 
         def _release(self, key: int) -> None:
@@ -198,10 +214,50 @@ def estimate_increment(step: Callable[[tuple], Any], inputs: Callable[[], tuple]
     ``inputs()`` makes the forward's arguments before tracking starts (as the measurement makes
     them before its baseline); whatever ``step`` allocates is counted.
     """
+    return trace_increment(step, inputs, mode).peak
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One tracked step: its peak, how many aten ops ran, and the peak of each segment between marks."""
+
+    peak: int
+    ops: int
+    segments: tuple[tuple[Any, int], ...] = ()
+
+
+def trace_increment(step: Callable[[tuple], Any], inputs: Callable[[], tuple], mode: Any,
+                    module: "torch.nn.Module | None" = None) -> Trace:
+    """:func:`estimate_increment` with the detail a fitted law needs: with ``module``, the run is cut into
+    segments at every module call's entry and exit, every parameter's gradient accumulation and the
+    optimizer's step, and each segment's peak is kept."""
     with mode:
         args = inputs()
         tracker = live_storage_tracker()
-        with real_kernel_linear(), tracker:
+        with real_kernel_linear(), tracker, _segment_marks(tracker, module):
             result = step(args)
             del result
-    return int(tracker.peak)
+        tracker.mark("end")
+    return Trace(int(tracker.peak), tracker.ops, tuple(tracker.segments))
+
+
+@contextlib.contextmanager
+def _segment_marks(tracker: Any, module: "torch.nn.Module | None") -> Iterator[None]:
+    if module is None:
+        yield
+        return
+    from torch.nn.modules import module as module_hooks
+    from torch.optim import optimizer as optimizer_hooks
+
+    handles = [
+        module_hooks.register_module_forward_pre_hook(lambda m, _args: tracker.mark(("enter", id(m)))),
+        module_hooks.register_module_forward_hook(lambda m, _args, _out: tracker.mark(("exit", id(m)))),
+        optimizer_hooks.register_optimizer_step_pre_hook(lambda *_: tracker.mark(("optimizer step",))),
+    ]
+    handles += [p.register_post_accumulate_grad_hook(lambda p: tracker.mark(("gradient", id(p))))
+                for p in module.parameters() if p.requires_grad]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
