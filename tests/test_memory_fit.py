@@ -1,7 +1,8 @@
 """``memory --method estimate`` from a law fitted to a few traces: against the full trace of every cell on
-models that loop over time steps (GRU on the CPU, transformers' Mamba), a model whose peak is quadratic in the
-sequence (GPT-2's attention: the law is refused), the built-in LSTM (one fused op: every cell is traced),
-the budget search, and the CLI's marker."""
+models that loop over time steps (GRU on the CPU, transformers' Mamba; infer and train), a model whose peak is
+quadratic in the sequence (GPT-2's attention: the law is refused), a model that changes its code path at some
+length inside the grid (the law is refused), the built-in LSTM (one fused op: every cell is traced), the same
+cell traced first or again in a process, the budget search, and the CLI's marker."""
 
 from __future__ import annotations
 
@@ -24,12 +25,14 @@ from lstm_inspect.sources import resolve_source
 from lstm_inspect.spec import ModelSpec
 from tests.schema_helpers import validate
 
-#: The fit lengths (8, 16) and two past the check length (32).
-BATCHES, SEQS = [1, 2, 4, 8], [8, 16, 48, 64]
+#: The fit lengths (8, 16) and two longer ones; the law is checked at the longest (40).
+BATCHES, SEQS = [1, 2, 4, 8], [8, 16, 24, 40]
 V = 97
 GRU = ModelSpec(cell="gru", vocab_size=V, embed_dim=16, hidden_dim=24, num_layers=2, bidirectional=True)
 LSTM = ModelSpec(vocab_size=V, embed_dim=16, hidden_dim=24)
-EXTRAPOLATED = {(b, t) for b in BATCHES for t in SEQS} - {(1, 8), (1, 16), (2, 8), (8, 8), (2, 16), (8, 16)}
+#: Every cell but the fit points (batch 1 alone; 2 and 8 at lengths 8 and 16) and the checks (1 and 4 at 40).
+EXTRAPOLATED = {(b, t) for b in BATCHES for t in SEQS} - {(1, 8), (1, 16), (1, 40), (2, 8), (8, 8), (2, 16), (8, 16),
+                                                          (4, 40)}
 
 
 def _hf(tmp_path, kind: str):
@@ -52,13 +55,12 @@ def _both(loaded, **kwargs):
 
 
 @pytest.mark.parametrize("kind, mode, optimizer", [
-    ("gru", "infer", "none"), ("mamba", "infer", "none"),
+    ("gru", "infer", "none"), ("mamba", "infer", "none"), ("gru", "train", "adam"), ("mamba", "train", "sgd"),
 ])
 def test_fitted_cells_equal_the_full_trace_within_the_tolerance(tmp_path, kind, mode, optimizer):
     loaded = load_builtin(GRU) if kind == "gru" else _hf(tmp_path, kind)
     fitted, full = _both(loaded, mode=mode, optimizer=optimizer)
     extrapolated = [c for c in fitted.cells if c.extrapolated]
-    # Every cell but the fit points (batch 1 alone; 2 and 8 at lengths 8 and 16) comes from the law.
     assert {(c.batch_size, c.seq_len) for c in extrapolated} == EXTRAPOLATED
     for got, want in zip(fitted.cells, full.cells):
         assert got.status == want.status == "ok"
@@ -113,17 +115,17 @@ def test_the_budget_search_on_the_law_agrees_with_full_traces(tmp_path):
     with Estimator(loaded, torch.float32, train=False) as estimator:
         estimator.plan(BATCHES, SEQS)
         assert estimator.law is not None
-        room = 3 * estimator(8, 64)
-        fast = largest_batch(estimator, 64, room)
+        room = 3 * estimator(8, 24)
+        fast = largest_batch(estimator, 24, room)
         assert fast.max_batch_size > max(BATCHES)          # beyond the grid: the law in batch size
-        exact = largest_batch(lambda b, t: estimator.trace(b, t).peak, 64, room)
+        exact = largest_batch(lambda b, t: estimator.trace(b, t).peak, 24, room)
     assert fast.max_batch_size == exact.max_batch_size
     assert abs(fast.estimated_bytes - exact.estimated_bytes) <= TOLERANCE * exact.estimated_bytes
 
 
 def test_cli_marks_extrapolated_cells_in_json_and_table(tmp_path):
     _hf(tmp_path, "mamba")
-    args = ["memory", "--model", str(tmp_path / "config.json"), "--batch-sizes", "1,2,4,8", "--seq-lens", "8,16,48,64"]
+    args = ["memory", "--model", str(tmp_path / "config.json"), "--batch-sizes", "1,2,4,8", "--seq-lens", "8,16,24,40"]
     result = CliRunner().invoke(app, [*args, "--json"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
@@ -134,6 +136,77 @@ def test_cli_marks_extrapolated_cells_in_json_and_table(tmp_path):
     assert table.stdout.count("~") >= 8 and "extrapolated" in table.stdout
     every = CliRunner().invoke(app, [*args, "--json", "--trace-every-cell"])
     assert not any(c["extrapolated"] for c in json.loads(every.stdout)["cells"])
+
+
+class SwitchesPathAt(torch.nn.Module):
+    """Written as xLSTM's inference path is: one step at a time below a length, another path from it on.
+
+    ``how="chunked"``: from ``threshold`` on, one batched product over the whole sequence (other ops, and a
+    ``B·T·T`` buffer). ``how="wider"``: the same ops per step, but each step keeps four times the state.
+    """
+
+    def __init__(self, threshold: int, how: str, width: int = 16) -> None:
+        super().__init__()
+        self.threshold, self.how = threshold, how
+        self.embed = torch.nn.Embedding(V, width)
+        self.inp, self.rec = torch.nn.Linear(width, width), torch.nn.Linear(width, width, bias=False)
+        self.head = torch.nn.Linear(width, V)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        seq = x.shape[1]
+        if self.how == "chunked" and seq >= self.threshold:
+            scores = torch.softmax(x @ x.transpose(1, 2), dim=-1)
+            return self.head(torch.tanh(self.inp(scores @ x)))
+        copies = 4 if seq >= self.threshold else 1
+        h, kept = x[:, 0] * 0, []
+        for t in range(seq):
+            wide = torch.tanh(self.inp(x[:, t]) + self.rec(h)).repeat(1, copies)
+            h = wide[:, : x.shape[-1]]
+            kept.append(wide)
+        return self.head(torch.stack(kept, 1)[..., : x.shape[-1]])
+
+
+def _user_model(module: torch.nn.Module):
+    from lstm_inspect.source import LoadedModel, token_batch_input
+
+    return LoadedModel(module=module, spec=None, description={"source": "test", "name": "switch"},
+                       sample_input=token_batch_input(None))
+
+
+@pytest.mark.parametrize("how", ["chunked", "wider"])
+def test_a_model_that_changes_path_inside_the_grid_is_never_extrapolated_across_it(how):
+    # The path changes at 36: past the fit lengths (8, 16) and a check at 32, before the grid's longest (40).
+    # A law fitted on the step-by-step path is wrong at 40; the check at the longest length sees the other path
+    # (other ops, or the same ops and other sizes) and refuses the law: every figure equals the full trace.
+    fitted, full = _both(_user_model(SwitchesPathAt(36, how)), mode="infer")
+    assert not any(c.extrapolated for c in fitted.cells)
+    assert [c.estimated_bytes for c in fitted.cells] == [c.estimated_bytes for c in full.cells]
+    # The control: with the switch past the grid, the same model is extrapolated, and rightly.
+    fitted, full = _both(_user_model(SwitchesPathAt(1000, how)), mode="infer")
+    assert {(c.batch_size, c.seq_len) for c in fitted.cells if c.extrapolated} == EXTRAPOLATED
+    for got, want in zip(fitted.cells, full.cells):
+        assert abs(got.estimated_bytes - want.estimated_bytes) <= TOLERANCE * want.estimated_bytes, (got, want)
+
+
+def test_the_same_cell_gives_the_same_figure_whichever_way_it_was_obtained():
+    # FakeTensorMode caches op results per process. The fake LSTM backward returns one bias gradient for
+    # b_ih and b_hh on its first call of a shape (the CPU kernel returns two): the first trace of a cell in a
+    # process was 384 bytes under the same cell traced again (planning traces vs every cell traced).
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    loaded = load_builtin(LSTM)
+    figures = []
+    for every_cell in (False, True, False):
+        FakeTensorMode.cache_clear()
+        report = sweep_memory(loaded, batch_sizes=[1, 2], seq_lens=[8], method="estimate", mode="train",
+                              optimizer="adam", trace_every_cell=every_cell)
+        figures.append([c.estimated_bytes for c in report.cells])
+    with Estimator(loaded, torch.float32, train=True, optimizer="adam") as estimator:
+        FakeTensorMode.cache_clear()
+        first, again = estimator.trace(1, 8).peak, estimator.trace(1, 8).peak
+    assert figures[0] == figures[1] == figures[2]
+    assert first == again == figures[0][0] - report.optimizer_state_bytes
 
 
 coefficient = st.integers(-10**9, 10**9)
