@@ -67,7 +67,10 @@ class Estimator(contextlib.AbstractContextManager):
 
         if self.lengths is not None:
             return
-        self.law, traced = fit_law(self.trace, batch_sizes, seq_lens)
+        try:
+            self.law, traced = fit_law(self.trace, batch_sizes, seq_lens)
+        except Exception:  # noqa: BLE001 - a model that fails to trace: each cell will report its own failure
+            self.law, traced = None, {}
         self._known.update(traced)
 
     def extrapolated(self, batch: int, seq: int) -> bool:
