@@ -146,6 +146,7 @@ CASES = [
     # estimate only, nothing allocated; the one cell overflows torch's storage size: no figure, so exit 3
     Case("memory", ["--batch-sizes", BIG, "--seq-lens", BIG, "--json"], 3, "1 of 1 cells failed", printed=True),
     Case("memory", ["--batch-sizes", str(2**31), "--seq-lens", "4"], 2, "--batch-sizes"),
+    Case("memory", ["--trace-every-cell=yes"], 2, "--trace-every-cell"),
     Case("memory", ["--seq-lens", "99999999999999999999"], 2, "--seq-lens"),
     Case("structure", ["--batch", "65536", "--seq", "65536", "--json"], 0, ""),
     Case("structure", ["--batch", BIG, "--seq", BIG], 2, "--batch"),

@@ -56,6 +56,7 @@ def sweep_memory(
     on_cell: Callable[[MemoryCell, int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     admit: Admit | None = None,
+    trace_every_cell: bool = False,
 ) -> MemoryReport:
     """Measure and/or estimate every (batch, seq) cell into a MemoryReport; never loses a finished cell
     (``oom``/``error`` cells carry a reason; after Ctrl-C the finished cells and ``interrupted``).
@@ -70,6 +71,7 @@ def sweep_memory(
         on_cell: called after each finished cell with ``(cell, done, total)`` (progress bars).
         should_stop: asked between cells; True stops the sweep as Ctrl-C does (``interrupted``).
         admit: asked before a cell is measured, with its estimate: a reason not to run it makes it ``oom``.
+        trace_every_cell: never estimate a cell from the law fitted to a few traces (:mod:`.memory_fit`).
     """
     import torch
 
@@ -86,6 +88,9 @@ def sweep_memory(
     with contextlib.ExitStack() as stack:
         estimating = method != "measure" or admit is not None or budget_bytes is not None
         estimator = stack.enter_context(Estimator(loaded, tdtype, **probe)) if estimating else None
+        if estimator is not None and not trace_every_cell:
+            estimator.plan(batch_sizes, seq_lens)
+            notes = (*notes, *_law_notes(estimator))
         meter = stack.enter_context(Meter(loaded, device, tdtype, **probe)) if method != "estimate" else None
         cells, interrupted = _grid(batch_sizes, seq_lens, estimator, meter, report_estimate=method != "measure",
                                    on_cell=on_cell, should_stop=should_stop, admit=admit)
@@ -177,7 +182,8 @@ def _cell(batch: int, seq: int, estimator: Estimator | None, meter: Meter | None
     if meter is not None and admit is not None and estimated is not None:
         refused = admit(batch, seq, estimated)
         if refused is not None:
-            return MemoryCell(batch, seq, "oom", None, estimated if report_estimate else None, refused)
+            return MemoryCell(batch, seq, "oom", None, estimated if report_estimate else None, refused,
+                              extrapolated=report_estimate and estimator is not None and estimator.extrapolated(batch, seq))
     if not report_estimate:
         estimated, status, reason = None, "ok", None
     if meter is not None:
@@ -189,7 +195,8 @@ def _cell(batch: int, seq: int, estimator: Estimator | None, meter: Meter | None
             oom, message = is_out_of_memory(exc), first_line(exc)
             del exc  # its traceback holds the cell's tensors
             status, reason = ("oom", f"out of memory: {message}") if oom else ("error", f"measure failed: {message}")
-    return MemoryCell(batch, seq, status, measured, estimated, reason)
+    extrapolated = estimated is not None and estimator is not None and estimator.extrapolated(batch, seq)
+    return MemoryCell(batch, seq, status, measured, estimated, reason, extrapolated)
 
 
 def largest_batch(estimate: Callable[[int, int], int], seq: int, room: int) -> BudgetFit:
@@ -210,6 +217,12 @@ def largest_batch(estimate: Callable[[int, int], int], seq: int, room: int) -> B
         else:
             high = mid
     return BudgetFit(seq, low, estimate(low, seq))
+
+
+def _law_notes(estimator: Estimator) -> tuple[str, ...]:
+    if estimator.law is None:
+        return ()
+    return (f"cells marked ~ are extrapolated (the model runs one op per time step): {estimator.law.describe()}",)
 
 
 def _notes(method: str, mode: str, optimizer: str, device, lengths, loop: str = "usual") -> tuple[str, ...]:

@@ -9,10 +9,13 @@ as peak − baseline, because weights and inputs exist before tracking starts an
 """
 
 from __future__ import annotations
-from lstm_inspect.torch_adapters import mkldnn_hidden_and_batch, mkldnn_layer, mkldnn_training
 
+import contextlib
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from lstm_inspect.torch_adapters import mkldnn_hidden_and_batch, mkldnn_layer, mkldnn_training
 
 if TYPE_CHECKING:
     import torch
@@ -31,17 +34,40 @@ def _tracker_class():
             super().__init__()
             self.live = 0
             self.peak = 0
+            self.ops = 0
+            #: ``(label, peak of the live total since the previous mark)``, one per :meth:`mark`.
+            self.segments: list[tuple[Any, int]] = []
+            #: Per segment: the live total at its start, then after each op that allocated (its
+            #: transient included): the points a peak can be at, in order (see memory_fit).
+            self.profiles: list[tuple[int, ...]] = []
+            #: Per segment, what each point of its profile is: ``None`` for the start, else the op.
+            self.profile_ops: list[tuple[Any, ...]] = []
+            self._profile: list[int] = [0]
+            self._ops: list[Any] = [None]
+            self._segment_peak = 0
             self._sizes: dict[int, int] = {}
 
+        def mark(self, label: Any) -> None:
+            """End the current segment of the run (a module entered or left, a gradient accumulated)."""
+            self.segments.append((label, max(self._segment_peak, self.live)))
+            self.profiles.append(tuple(self._profile))
+            self.profile_ops.append(tuple(self._ops))
+            self._segment_peak = self.live
+            self._profile, self._ops = [self.live], [None]
+
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
+            out = _separate_outputs(func, func(*args, **(kwargs or {})))
+            self.ops += 1
             transient = _transient_bytes(func, args)
             flat_out = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
             if not flat_out:
+                if transient:
+                    self._note(func, self.live + transient)
                 return out
             # Views and in-place ops hand back an input's storage: no new memory.
             inputs = {_storage_key(t) for t in tree_flatten((args, kwargs))[0] if isinstance(t, torch.Tensor)}
             workspace = _rnn_workspace_bytes(func, args)
+            before = self.live
             for tensor in flat_out:
                 key = _storage_key(tensor)
                 if key is None or key in inputs or key in self._sizes:
@@ -52,14 +78,19 @@ def _tracker_class():
                     size = max(size, workspace)
                 self._sizes[key] = size
                 self.live += size
-                if self.live > self.peak:
-                    self.peak = self.live
                 # The storage's Python object is preserved while the storage lives (held by a tensor or by
                 # autograd's saved tensors), so the finaliser runs when the memory would be freed.
                 weakref.finalize(storage, self._release, key)
-            if transient and self.live + transient > self.peak:
-                self.peak = self.live + transient
+            if transient or self.live > before:
+                self._note(func, self.live + transient)
             return out
+
+        def _note(self, func: Any, total: int) -> None:
+            self._profile.append(total)
+            self._ops.append(func)
+            if total > self._segment_peak:
+                self._segment_peak = total
+                self.peak = max(self.peak, total)
 
         def _release(self, key: int) -> None:
             size = self._sizes.pop(key, None)
@@ -67,6 +98,36 @@ def _tracker_class():
                 self.live -= size
 
     return LiveStorageTracker
+
+
+def _separate_outputs(func, out):
+    """``out`` with every output that shares an earlier output's storage replaced by a copy, where the
+    op's schema says its outputs alias nothing.
+
+    A meta kernel may return one tensor twice where the real kernel returns two: the fake
+    ``mkldnn_rnn_layer_backward`` hands back the same bias gradient for ``b_ih`` and ``b_hh`` (the CPU
+    kernel allocates two). FakeTensorMode's cache rebuilds outputs one by one, so the aliasing was seen
+    only on the first call of a shape in a process: the same cell gave two figures. A copy per output
+    is what the real kernel allocates, whichever path the fake result came from.
+    """
+    import torch
+    from torch.utils._pytree import tree_flatten, tree_unflatten
+
+    schema = getattr(func, "_schema", None)
+    if schema is None or any(r.alias_info is not None for r in schema.returns):
+        return out
+    flat, spec = tree_flatten(out)
+    seen: set[int] = set()
+    changed = False
+    for i, t in enumerate(flat):
+        if not isinstance(t, torch.Tensor):
+            continue
+        key = _storage_key(t)
+        if key is not None and key in seen:
+            flat[i], changed = t.clone(), True
+        elif key is not None:
+            seen.add(key)
+    return tree_unflatten(flat, spec) if changed else out
 
 
 def _transient_bytes(func, args) -> int:
@@ -198,10 +259,55 @@ def estimate_increment(step: Callable[[tuple], Any], inputs: Callable[[], tuple]
     ``inputs()`` makes the forward's arguments before tracking starts (as the measurement makes
     them before its baseline); whatever ``step`` allocates is counted.
     """
+    return trace_increment(step, inputs, mode).peak
+
+
+@dataclass(frozen=True)
+class Trace:
+    """One tracked step: its peak, how many aten ops ran, and the peak of each segment between marks."""
+
+    peak: int
+    ops: int
+    segments: tuple[tuple[Any, int], ...] = ()
+    #: per segment, the live total at its start and after each allocating op (empty: not recorded)
+    profiles: tuple[tuple[int, ...], ...] = ()
+    #: per segment, the op behind each point of its profile (``None``: the segment's start)
+    profile_ops: tuple[tuple[Any, ...], ...] = ()
+
+
+def trace_increment(step: Callable[[tuple], Any], inputs: Callable[[], tuple], mode: Any,
+                    module: "torch.nn.Module | None" = None) -> Trace:
+    """:func:`estimate_increment` with the detail a fitted law needs: with ``module``, the run is cut into
+    segments at every module call's entry and exit, every parameter's gradient accumulation and the
+    optimizer's step, and each segment's peak is kept."""
     with mode:
         args = inputs()
         tracker = live_storage_tracker()
-        with real_kernel_linear(), tracker:
+        with real_kernel_linear(), tracker, _segment_marks(tracker, module):
             result = step(args)
             del result
-    return int(tracker.peak)
+        tracker.mark("end")
+    return Trace(int(tracker.peak), tracker.ops, tuple(tracker.segments), tuple(tracker.profiles),
+                 tuple(tracker.profile_ops))
+
+
+@contextlib.contextmanager
+def _segment_marks(tracker: Any, module: "torch.nn.Module | None") -> Iterator[None]:
+    if module is None:
+        yield
+        return
+    from torch.nn.modules import module as module_hooks
+    from torch.optim import optimizer as optimizer_hooks
+
+    handles = [
+        module_hooks.register_module_forward_pre_hook(lambda m, _args: tracker.mark(("enter", id(m)))),
+        module_hooks.register_module_forward_hook(lambda m, _args, _out: tracker.mark(("exit", id(m)))),
+        optimizer_hooks.register_optimizer_step_pre_hook(lambda *_: tracker.mark(("optimizer step",))),
+    ]
+    handles += [p.register_post_accumulate_grad_hook(lambda p: tracker.mark(("gradient", id(p))))
+                for p in module.parameters() if p.requires_grad]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -19,6 +19,7 @@ from lstm_inspect.analyses.memory_step import make_step
 if TYPE_CHECKING:
     import torch
 
+    from lstm_inspect.analyses.memory_estimate import Trace
     from lstm_inspect.source import LoadedModel
 
 
@@ -31,6 +32,8 @@ class Estimator(contextlib.AbstractContextManager):
         self.loaded, self.dtype, self.train, self.lengths, self.extra = loaded, dtype, train, lengths, extra
         self.loop, self.optimizer = loop, optimizer
         self._copy: Any = None
+        self.law: Any = None                       # a FittedLaw once :meth:`plan` found one that holds
+        self._known: dict[tuple[int, int], int] = {}   # traced cells: never traced twice
 
     def __enter__(self) -> "Estimator":
         from lstm_inspect.tracing import fake_copy, meta_copy
@@ -57,12 +60,37 @@ class Estimator(contextlib.AbstractContextManager):
             self._copy.__exit__(*exc)
             self._copy = None
 
+    def plan(self, batch_sizes: Sequence[int], seq_lens: Sequence[int]) -> None:
+        """Fit the law the grid's cells follow from a few traces (:mod:`~lstm_inspect.analyses.memory_fit`),
+        where the model runs one op per time step and the law holds; else every cell will be traced."""
+        from lstm_inspect.analyses.memory_fit import fit_law
+
+        if self.lengths is not None:
+            return
+        try:
+            self.law, traced = fit_law(self.trace, batch_sizes, seq_lens)
+        except Exception:  # noqa: BLE001 - a model that fails to trace: each cell will report its own failure
+            self.law, traced = None, {}
+        self._known.update(traced)
+
+    def extrapolated(self, batch: int, seq: int) -> bool:
+        """Whether ``self(batch, seq)`` comes from the fitted law rather than a trace."""
+        return self.law is not None and (batch, seq) not in self._known
+
     def __call__(self, batch: int, seq: int) -> int:
-        from lstm_inspect.analyses.memory_estimate import estimate_increment
+        if (batch, seq) not in self._known:
+            if self.law is not None:
+                return self.law(batch, seq) + self.extra
+            self._known[(batch, seq)] = self.trace(batch, seq).peak
+        return self._known[(batch, seq)] + self.extra
+
+    def trace(self, batch: int, seq: int) -> "Trace":
+        """One tracked step at (batch, seq) on the fake copy (without the resident optimizer state)."""
+        from lstm_inspect.analyses.memory_estimate import trace_increment
 
         try:
             inputs = lambda: self._inputs_of.inputs(batch, seq, "cpu", self.lengths)  # noqa: E731
-            return estimate_increment(self._step, inputs, self.mode) + self.extra
+            return trace_increment(self._step, inputs, self.mode, self.module)
         finally:
             if self.train:
                 self.module.zero_grad(set_to_none=True)

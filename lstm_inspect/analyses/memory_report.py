@@ -27,6 +27,7 @@ class MemoryCell:
     measured_bytes: int | None = None
     estimated_bytes: int | None = None
     reason: str | None = None         # why the status is not ok
+    extrapolated: bool = False        # the estimate comes from the law fitted to a few traces, not a trace
 
     @property
     def error_ratio(self) -> float | None:

@@ -47,6 +47,8 @@ def memory(
     device: Annotated[str, _opt("--device", help="Where to measure: auto, cpu, cuda or cuda:N (no CUDA: warning, CPU).")] = "auto",
     budget: Annotated[Optional[str], _opt("--budget", help="Device memory, e.g. 24GiB: per sequence length, the largest "
                                           "batch whose weights + estimated increment fit.", show_default=False)] = None,
+    trace_every_cell: Annotated[bool, _opt("--trace-every-cell", help="Estimate: trace every cell, even where a "
+                                           "law fitted to a few traces gives the rest (cells marked ~).")] = False,
     max_memory: MaxMemory = None,
     chart: ChartFlag = True,
     plot: PlotFile = None,
@@ -97,7 +99,8 @@ def memory(
     with _progress() as on_cell, sweep_policy.interruptible() as stop:
         report = sweep_memory(loaded, batch_sizes=batches, seq_lens=seqs, method=method, mode=mode, optimizer=optimizer,
                               train_loop=train_loop, dtype=dtype, device=target, lengths=packed, budget_bytes=budget_bytes, on_cell=on_cell,
-                              should_stop=stop.is_set, admit=sweep_policy.host_admit if guarded else None)
+                              should_stop=stop.is_set, admit=sweep_policy.host_admit if guarded else None,
+                              trace_every_cell=trace_every_cell)
     emit(report, as_json=json_output, to_json=memory_json, to_rich=lambda r: memory_rich(r, chart=chart),
          output=output, width=output_width(ctx))
     if plot_path is not None and report.has_figures:

@@ -53,6 +53,7 @@ def _cell_json(c: MemoryCell) -> dict[str, Any]:
         doc["error_ratio"] = c.error_ratio
     if c.reason:
         doc["reason"] = c.reason
+    doc["extrapolated"] = c.extrapolated
     return doc
 
 
@@ -145,11 +146,12 @@ def _cell_text(cell: MemoryCell | None, low: int, high: int, both: bool):
         return Text("error", style="bold magenta")
     else:
         value = cell.bytes
-        text = Text(mib(value) if value is not None else "-", style=_colour(value, low, high))
+        marker = "~" if cell.extrapolated and cell.measured_bytes is None else ""   # from the fitted law
+        text = Text(marker + mib(value) if value is not None else "-", style=_colour(value, low, high))
         if cell.status == "error":
             text.append(" !", style="bold magenta")
     if both and cell.estimated_bytes is not None:
-        line = f"\nest {mib(cell.estimated_bytes)}"
+        line = f"\nest {'~' if cell.extrapolated else ''}{mib(cell.estimated_bytes)}"
         if cell.signed_error is not None:
             line += f" {100 * cell.signed_error:+.1f}%"
         text.append(line, style="dim")
