@@ -25,7 +25,7 @@ from lstm_inspect.analyses.flops_time import TRAINING_FACTOR, TimeEstimate, para
 from lstm_inspect.recurrence import Check
 from lstm_inspect.op_pass import OperatorTally
 from lstm_inspect.analyses.flops_components import _components, _operator_components, _owner_kind
-from lstm_inspect.analyses.flops_thop import _Count, _profile, _stock_profile
+from lstm_inspect.analyses.flops_thop import _Count, _profile
 from lstm_inspect.analyses.flops_report import (  # noqa: F401  (the report types, re-exported)
     FLOPS_CONVENTION, THOP_RAW_INCLUDES, TRAINING_RULE, ComponentRow, FlopsGrid, FlopsReport, GridCell, LayerCheck,
     ModuleRow, PackedComparison,
@@ -117,7 +117,7 @@ def count_flops(
         else:
             inputs = _inputs(loaded, mode, device, batch, seq)
             count = _profile(module, inputs, loaded, f"batch {batch} × seq {seq}", training=True)
-            packed, thop_raw = None, _stock_profile(module, inputs)
+            packed, thop_raw = None, count.thop_raw
         return module, count, packed, thop_raw, param_numels(module)
 
     fallbacks: list[str] = []
@@ -168,7 +168,7 @@ def _count_packed(module: "nn.Module", loaded: "LoadedModel", mode: Any, device:
         packed_cell_steps=sum(lengths), padded_cell_steps=batch * seq,
         packed_macs=count.macs, packed_flops=count.flops, padded_macs=padded.macs, padded_flops=padded.flops,
     )
-    return count, packed, _stock_profile(module, padded_inputs)
+    return count, packed, padded.thop_raw
 
 
 def _module_rows(count: _Count) -> tuple[ModuleRow, ...]:

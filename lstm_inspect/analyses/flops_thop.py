@@ -1,5 +1,6 @@
 """One counting pass: ``thop.profile`` with our custom ops (exact recurrent, Linear, Embedding, Conv1D), the
-operator pass for everything outside hooked modules, and thop's own stock figure for reference."""
+operator pass for everything outside hooked modules, and thop's own stock figure for reference, all from the
+same forward (thop's stock hooks run on shadows of their modules next to ours, :func:`_stock_hooks`)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class _Count:
     stock: dict[str, tuple[str, int, int]]   # modules counted by thop's stock hooks: name -> (type, MACs, FLOPs)
     operators: OperatorTally                 # what ran outside the hooked modules
     training: "TrainingCount | None" = None  # the training step, when asked for
+    thop_raw: int = -1                       # what thop.profile with its stock hooks returns (-1: it would fail)
 
 
 def _hooked(module: "nn.Module", custom_ops: dict) -> set[str]:
@@ -62,7 +64,7 @@ def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: s
     scans = contextlib.ExitStack()
     scanned = scans.enter_context(scan_stand_ins(module))
     try:
-        with _quiet(), watch as operators, grab as outputs:
+        with _quiet(), watch as operators, grab as outputs, _stock_hooks(module) as thop_raw:
             total, _params, layers = thop.profile(module, inputs, custom_ops=custom_ops,
                                                   verbose=False, ret_layer_info=True)
     except Exception as exc:  # a user's model may fail in any way
@@ -98,7 +100,7 @@ def _profile(module: "nn.Module", inputs: tuple, loaded: "LoadedModel", where: s
         outputs.clear()
         step = training_count(module, macs, flops, recorder, backward, not own, reason, scanned)
     scans.close()
-    return _Count(recorder, macs, flops, stock, operators, step)
+    return _Count(recorder, macs, flops, stock, operators, step, thop_raw())
 
 
 @contextlib.contextmanager
@@ -141,15 +143,67 @@ def _leaves(layers: dict, prefix: str):
             yield path, int(round(float(ops)))
 
 
-def _stock_profile(module: "nn.Module", inputs: tuple) -> int:
-    """thop's own figure with its stock hooks, for reference."""
-    import thop
+class _Shadow:
+    """A module as thop's stock hook sees it: its attributes, but a ``total_ops`` of its own."""
 
+    def __init__(self, module: "nn.Module") -> None:
+        import torch
+
+        self.module = module
+        self.total_ops = torch.zeros(1, dtype=torch.float64)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.module, name)
+
+
+@contextlib.contextmanager
+def _stock_hooks(module: "nn.Module"):
+    """thop's stock hooks (its ``register_hooks`` table, what ``thop.profile`` uses without custom_ops) on every
+    module of their types, each adding to its module's shadow: yields a callable that returns the figure
+    ``thop.profile(module, inputs)`` would (summed as its ``dfs_count`` sums), -1 where a stock hook fails.
+
+    thop registers its hook once per visit of ``model.apply``: a module held at two places in the tree has two
+    hooks there, so each of its calls is charged twice (and its figure is summed at both places)."""
+    from thop.profile import register_hooks
+
+    shadows: dict[Any, _Shadow] = {}
+    visits: dict[Any, int] = {}
+    failed: list[str] = []
+
+    def visit(m: "nn.Module") -> None:          # the order and multiplicity of ``nn.Module.apply``
+        for child in m.children():
+            visit(child)
+        visits[m] = visits.get(m, 0) + 1
+
+    def hook(m: "nn.Module", inputs: tuple, output: Any) -> None:
+        try:
+            for _ in range(visits[m]):
+                register_hooks[type(m)](shadows[m], inputs, output)
+        except Exception as exc:  # only a reference figure: never fail the count for it
+            failed.append(first_line(exc))
+
+    visit(module)
+    handles = []
+    for m in visits:
+        if type(m) in register_hooks:
+            shadows[m] = _Shadow(m)
+            handles.append(m.register_forward_hook(hook))
     try:
-        with _quiet(), scan_stand_ins(module):
-            total, _params = thop.profile(module, inputs, verbose=False)
-    except Exception:  # only a reference figure: never fail the report for it
-        return -1
-    return int(round(float(total)))
+        yield lambda: -1 if failed else int(round(float(_stock_total(module, shadows))))
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
+def _stock_total(module: "nn.Module", shadows: dict[Any, _Shadow]) -> float:
+    """thop's ``dfs_count``: a hooked child's own figure (containers aside), an unhooked one's children, summed in
+    thop's order in float64."""
+    from torch import nn
+
+    total = shadows[module].total_ops.item() if module in shadows else 0.0
+    for _name, child in module.named_children():
+        if child in shadows and not isinstance(child, (nn.Sequential, nn.ModuleList)):
+            total += shadows[child].total_ops.item()
+        else:
+            total += _stock_total(child, shadows)
+    return total
