@@ -6,6 +6,7 @@ cell traced first or again in a process, the budget search, and the CLI's marker
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from fractions import Fraction
 
@@ -42,6 +43,8 @@ def _hf(tmp_path, kind: str):
         "mamba": lambda: tf.MambaConfig(hidden_size=32, state_size=4, num_hidden_layers=2, vocab_size=V, expand=2,
                                         conv_kernel=4, bos_token_id=0, eos_token_id=0, pad_token_id=0),
         "gpt2": lambda: tf.GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=V, n_positions=256),
+        "rwkv": lambda: tf.RwkvConfig(hidden_size=32, attention_hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=2, vocab_size=V, context_length=256),
     }[kind]()
     config.to_json_file(str(tmp_path / "config.json"))
     return resolve_source(str(tmp_path / "config.json"))
@@ -242,3 +245,43 @@ def test_marks_repeated_per_step_merge_into_their_segment(steps, peaks):
             assert row == [peaks[0], max(peaks[1:n + 2]), peaks[(n + 2) % 12]]
         else:
             assert len(row) == n + 3
+
+
+def _route(loaded, route: str, **kwargs):
+    """A sweep whose estimator is held to one route (``fake``: as before the meta route existed)."""
+    from lstm_inspect.analyses import memory_probes
+
+    original = memory_probes._meta_eligible
+    memory_probes._meta_eligible = lambda *a: route == "meta" and original(*a)
+    try:
+        return sweep_memory(loaded, batch_sizes=BATCHES, seq_lens=SEQS, method="estimate", trace_every_cell=True,
+                            **kwargs)
+    finally:
+        memory_probes._meta_eligible = original
+
+
+@pytest.mark.parametrize("kind", ["mamba", "rwkv"])
+@pytest.mark.parametrize("mode, optimizer", [("infer", "none"), ("train", "sgd")])
+def test_the_meta_route_gives_the_fake_routes_figures(tmp_path, kind, mode, optimizer):
+    # Every cell traced on meta (after the first cell's check against fake tensors) equals its fake-tensor trace;
+    # the tiny Mamba ties its embeddings, so train mode also covers tied weights' gradients.
+    loaded = _hf(tmp_path, kind)
+    meta = _route(loaded, "meta", mode=mode, optimizer=optimizer)
+    fake = _route(loaded, "fake", mode=mode, optimizer=optimizer)
+    assert any("traced on the meta device" in n for n in meta.notes), meta.notes
+    assert not any("meta" in n for n in fake.notes)
+    assert [c.estimated_bytes for c in meta.cells] == [c.estimated_bytes for c in fake.cells]
+    assert all(c.status == "ok" for c in meta.cells)
+
+
+def test_a_meta_trace_that_differs_falls_back_to_fake_tensors_with_a_note(tmp_path, monkeypatch):
+    from lstm_inspect.analyses import memory_probes
+
+    traced = memory_probes.Estimator._trace_meta
+    monkeypatch.setattr(memory_probes.Estimator, "_trace_meta",
+                        lambda self, b, t: dataclasses.replace(traced(self, b, t), peak=1))
+    loaded = _hf(tmp_path, "mamba")
+    fallen = sweep_memory(loaded, batch_sizes=BATCHES, seq_lens=SEQS, method="estimate", trace_every_cell=True)
+    fake = _route(loaded, "fake")
+    assert [c.estimated_bytes for c in fallen.cells] == [c.estimated_bytes for c in fake.cells]
+    assert any("traced on fake tensors" in n and "1×8" in n for n in fallen.notes), fallen.notes

@@ -103,7 +103,7 @@ def sweep_memory(
         dtype=dtype, device=str(device), method=method,
         batch_sizes=tuple(batch_sizes), seq_lens=tuple(seq_lens), lengths=tuple(lengths) if lengths else None,
         weights_bytes=weights, optimizer_state_bytes=opt_state, cells=tuple(cells), interrupted=interrupted,
-        budget_bytes=budget_bytes, budget_fits=fits, notes=notes,
+        budget_bytes=budget_bytes, budget_fits=fits, notes=(*notes, *(estimator.notes if estimator else ())),
     )
 
 
