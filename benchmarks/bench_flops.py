@@ -1,8 +1,8 @@
-"""Issue 3's speed targets, as ratios to ``python -c "import torch"`` measured in one run.
+"""Issues 3 and 10's speed targets, as ratios to ``python -c "import torch"`` measured in one run.
 
 Targets: ``flops`` on the default model and on a ~1.5B-parameter config at batch 64 × seq 2048 each
-<= 2.2 × import torch (FakeTensorMode's first use imports torch._dynamo, about one more torch import),
-and the big config within 1.2 × the default. ``thop.profile`` on real tensors for the default model is
+<= 1.6 × import torch (issue 10; issue 3 had 2.2). The floor is about 1.5×: the first op on a meta tensor
+imports torch._meta_registrations (with sympy), about 0.5 s. The big config within 1.2 × the default. ``thop.profile`` on real tensors for the default model is
 timed in the same run, for the README's comparison.
 
 Run: ``.venv/bin/python benchmarks/bench_flops.py [--repeat 5]``
@@ -28,8 +28,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     big = f"flops ({big_params():,} params, 64 x 2048)"
     got = table([
-        ("flops (default, 1 x 32)", CLI + ["flops"], 2.2),
-        (big, CLI + ["flops", *BIG_1_5B, "--batch", "64", "--seq", "2048"], 2.2),
+        # issue 3 set 2.2; issue 10 (operator pass, counted training step): stay <= 1.6
+        ("flops (default, 1 x 32)", CLI + ["flops"], 1.6),
+        (big, CLI + ["flops", *BIG_1_5B, "--batch", "64", "--seq", "2048"], 1.6),
         ("flops --cell gru (default widths, 64 x 2048)", CLI + ["flops", "--cell", "gru", "--batch", "64", "--seq", "2048"], 2.2),
         ("thop.profile, real tensors (default, 1 x 32)", [PY, "-c", REAL_THOP], None),
         # issue 10: the operator pass on transformers models (targets: GPT-2 <= 3, the recurrent LMs <= 5)
