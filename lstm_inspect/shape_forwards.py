@@ -14,6 +14,18 @@ def closed_form_leaves() -> tuple[type, ...]:
     return (nn.Embedding, nn.RNNBase, nn.Linear, nn.Dropout, nn.Identity)
 
 
+def embedding_shapes(self, input):
+    """nn.Embedding's output, shape only (after PyTorch's own check of the index type). A lookup runs no
+    kernel here, so the first meta op (whose Python meta kernels import sympy, ~0.5 s) never happens."""
+    import torch
+
+    if input.dtype not in (torch.long, torch.int):
+        raise RuntimeError("Expected tensor for argument #1 'indices' to have one of the following scalar types: "
+                           f"Long, Int; but got {input.dtype} instead (usually this means you are calling this "
+                           "method with a float tensor: give the model token ids, or a sample_input)")
+    return graft(self, (input,), input.new_empty((*input.shape, self.embedding_dim), dtype=self.weight.dtype))
+
+
 def linear_shapes(self, input):
     """nn.Linear's output, shape only."""
     return graft(self, (input,), input.new_empty((*input.shape[:-1], self.out_features)))

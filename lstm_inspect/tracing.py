@@ -7,7 +7,7 @@ import copy
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from lstm_inspect.errors import AnalysisFailed, first_line
-from lstm_inspect.shape_forwards import closed_form_leaves, linear_shapes, recurrent_shapes
+from lstm_inspect.shape_forwards import closed_form_leaves, embedding_shapes, linear_shapes, recurrent_shapes
 
 if TYPE_CHECKING:
     import torch
@@ -53,7 +53,7 @@ def shape_copy(loaded: "LoadedModel", *, fake: bool = False) -> Iterator[tuple["
 
     When every leaf module's output shape is known in closed form (Embedding, LSTM/GRU/RNN, Linear,
     Dropout, Identity: the built-in family), the copy stays on ``meta`` with shape-only forwards for
-    the recurrent and linear modules: no kernel runs and FakeTensorMode (whose first use imports
+    the embedding, recurrent and linear modules: no kernel runs and FakeTensorMode (whose first use imports
     ``torch._dynamo``, about one more ``import torch``) is never needed. Any other model gets
     :func:`fake_copy` with shape-only recurrent modules. Create inputs on ``device`` inside ``mode``.
     """
@@ -70,6 +70,8 @@ def shape_copy(loaded: "LoadedModel", *, fake: bool = False) -> Iterator[tuple["
                 sub.forward = types.MethodType(recurrent_shapes, sub)
             elif isinstance(sub, nn.Linear):
                 sub.forward = types.MethodType(linear_shapes, sub)  # type: ignore[method-assign]
+            elif isinstance(sub, nn.Embedding):
+                sub.forward = types.MethodType(embedding_shapes, sub)  # type: ignore[method-assign]
         yield module, contextlib.nullcontext(), "meta"
         return
     with fake_copy(loaded, shape_only_recurrent=True) as (fake_module, mode):

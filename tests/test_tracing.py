@@ -94,3 +94,39 @@ def test_builtin_family_is_traced_without_fake_tensors():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == ["True", "True", "False"], out.stderr
+
+
+def test_plain_builtin_count_runs_no_meta_kernel_that_imports_sympy():
+    """The embedding lookup is shape-only too: torch's meta kernel for it imports sympy (~0.4 s) through
+    ``torch._check``; a plain (unpacked) count of the built-in family never does."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from lstm_inspect.spec import ModelSpec\n"
+        "from lstm_inspect.source import load_builtin\n"
+        "from lstm_inspect.analyses.flops import count_flops\n"
+        "from lstm_inspect.analyses.structure import describe_structure\n"
+        "m = load_builtin(ModelSpec(cell='gru', bidirectional=True))\n"
+        "r = count_flops(m, batch=2, seq=64)\n"
+        "s = describe_structure(m, batch=2, seq=8)\n"
+        "print(r.macs > 0, 'sympy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "False"], out.stderr
+
+
+def test_shape_only_embedding_refuses_float_input_as_pytorch_does():
+    import pytest
+    from torch import nn
+
+    from lstm_inspect.shape_forwards import embedding_shapes
+
+    embed = nn.Embedding(10, 4, device="meta")
+    out = embedding_shapes(embed, torch.zeros(2, 3, dtype=torch.long, device="meta"))
+    assert tuple(out.shape) == (2, 3, 4) and out.dtype == embed.weight.dtype
+    with pytest.raises(RuntimeError, match="indices"):
+        nn.Embedding(10, 4)(torch.zeros(2, 3))          # what PyTorch says
+    with pytest.raises(RuntimeError, match="indices.*Long, Int"):
+        embedding_shapes(embed, torch.zeros(2, 3, device="meta"))
