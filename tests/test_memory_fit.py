@@ -185,9 +185,14 @@ def test_a_model_that_changes_path_inside_the_grid_is_never_extrapolated_across_
     fitted, full = _both(_user_model(SwitchesPathAt(36, how)), mode="infer")
     assert not any(c.extrapolated for c in fitted.cells)
     assert [c.estimated_bytes for c in fitted.cells] == [c.estimated_bytes for c in full.cells]
+    # ... and the output says why every cell was traced (the check's cell named)
+    refused = [n for n in fitted.notes if n.startswith("every cell traced (slower)")]
+    assert len(refused) == 1
+    assert f"× {max(SEQS)}" in refused[0], refused
     # The control: with the switch past the grid, the same model is extrapolated, and rightly.
     fitted, full = _both(_user_model(SwitchesPathAt(1000, how)), mode="infer")
     assert {(c.batch_size, c.seq_len) for c in fitted.cells if c.extrapolated} == EXTRAPOLATED
+    assert not any(n.startswith("every cell traced") for n in fitted.notes)
     for got, want in zip(fitted.cells, full.cells):
         assert abs(got.estimated_bytes - want.estimated_bytes) <= TOLERANCE * want.estimated_bytes, (got, want)
 

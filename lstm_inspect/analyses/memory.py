@@ -221,7 +221,8 @@ def largest_batch(estimate: Callable[[int, int], int], seq: int, room: int) -> B
 
 def _law_notes(estimator: Estimator) -> tuple[str, ...]:
     if estimator.law is None:
-        return ()
+        return tuple(f"every cell traced (slower): the law fitted to a few traces does not hold here: {reason}"
+                     for reason in estimator.law_refused[:1])
     return (f"cells marked ~ are extrapolated (the model runs one op per time step): {estimator.law.describe()}",)
 
 

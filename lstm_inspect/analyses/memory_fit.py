@@ -66,11 +66,12 @@ class FittedLaw:
 
 
 def fit_law(trace: Callable[[int, int], Trace], batch_sizes: Sequence[int], seq_lens: Sequence[int], *,
-            force: bool = False) -> tuple[FittedLaw | None, dict[tuple[int, int], int]]:
+            force: bool = False, why: list[str] | None = None) -> tuple[FittedLaw | None, dict[tuple[int, int], int]]:
     """(the law, or None where it does not hold or would not save traces; the peaks of every point traced).
 
     ``force``: fit even where the step runs as many ops whatever the length, or where tracing every cell
-    would cost less (tests)."""
+    would cost less (tests). ``why``: receives, in words, why a law that was tried does not hold (nothing when
+    none was tried: fused kernels, a grid too small to save traces)."""
     traced: dict[tuple[int, int], int] = {}
     longest = max(seq_lens)
     larger = sorted(b for b in set(batch_sizes) if b > 1)
@@ -81,7 +82,8 @@ def fit_law(trace: Callable[[int, int], Trace], batch_sizes: Sequence[int], seq_
         return None, traced
     pieces = []
     for group in groups:
-        piece = _fit_piece(trace, (group[0], group[-1]), (group[len(group) // 2], longest), traced, force)
+        piece = _fit_piece(trace, (group[0], group[-1]), (group[len(group) // 2], longest), traced, force,
+                           why if why is not None else [])
         if piece is None:
             return None, traced
         pieces.append(piece)
@@ -89,7 +91,7 @@ def fit_law(trace: Callable[[int, int], Trace], batch_sizes: Sequence[int], seq_
 
 
 def _fit_piece(trace: Callable[[int, int], Trace], batches: tuple[int, int], check: tuple[int, int],
-               traced: dict[tuple[int, int], int], force: bool) -> Piece | None:
+               traced: dict[tuple[int, int], int], force: bool, why: list[str]) -> Piece | None:
     """The law for ``batches``, fitted at :data:`FIT_SEQS` and checked at ``check``: the group's middle batch at
     the grid's longest sequence, so that the law is verified at the far end of where it is used (a model that
     changes its code path at some length, as xLSTM's chunked kernel from 64 on, is caught there)."""
@@ -102,10 +104,14 @@ def _fit_piece(trace: Callable[[int, int], Trace], batches: tuple[int, int], che
         return None  # as many ops whatever the length (fused kernels): tracing every cell costs as much
     traces[check] = trace(*check)
     traced[check] = traces[check].peak
+    at = f"{check[0]} × {check[1]}"
     if not force and not _same_code_path(ops, traces[check].ops, batches, check):
+        why.append(f"the check at {at} ran other ops than the traces at seq {t1} and {t2} predict (a code path "
+                   "chosen by size or batch)")
         return None
     columns = aligned_columns([traces[p] for p in [*fit_points, check]])
     if columns is None:
+        why.append(f"the allocations of the traces at seq {t1}, {t2} and the check at {at} do not line up")
         return None
     terms, error = [], 0.0
     for segment in columns:        # per segment: one column per point a peak can be at, or its peak alone
@@ -115,6 +121,7 @@ def _fit_piece(trace: Callable[[int, int], Trace], batches: tuple[int, int], che
         error = max(error, float(abs(max(_value(law, *check) for law in laws) - got) / max(got, 1)))
         terms += laws
     if error > TOLERANCE:
+        why.append(f"a segment missed its law by {error:.1%} at the check {at} (more than {TOLERANCE:.0%})")
         return None
     expected = max(traced[check], 1)
     unique = tuple(_undominated(terms))

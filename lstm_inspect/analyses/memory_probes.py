@@ -45,6 +45,7 @@ class Estimator(contextlib.AbstractContextManager):
         self.loop, self.optimizer = loop, optimizer
         self._copy: Any = None
         self.law: Any = None                       # a FittedLaw once :meth:`plan` found one that holds
+        self.law_refused: list[str] = []           # why a law that was tried does not hold (a note)
         self._known: dict[tuple[int, int], int] = {}   # traced cells: never traced twice
         #: ``"meta"`` or ``"fake"`` once the sweep's first trace compared them; None before (or fake only).
         self.route: str | None = None
@@ -90,7 +91,7 @@ class Estimator(contextlib.AbstractContextManager):
         if self.lengths is not None:
             return
         try:
-            self.law, traced = fit_law(self.trace, batch_sizes, seq_lens)
+            self.law, traced = fit_law(self.trace, batch_sizes, seq_lens, why=self.law_refused)
         except Exception:  # noqa: BLE001 - a model that fails to trace: each cell will report its own failure
             self.law, traced = None, {}
         self._known.update(traced)
