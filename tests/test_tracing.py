@@ -75,46 +75,44 @@ def test_shape_only_recurrent_forward_matches_the_real_one(cell, layers, bidirec
     assert _shapes(stand_in(x)) == expected
 
 
-def test_builtin_family_is_traced_without_fake_tensors():
-    """structure and flops of the built-in model stay on meta: torch._dynamo (~1 s) is never imported."""
+def _builtin_gru_in_a_child(*lines: str) -> list[str]:
+    """Run ``lines`` in a fresh interpreter after building the built-in bidirectional GRU as ``m`` (imports
+    are the point of these tests: a child starts from none); its printed words."""
     import subprocess
     import sys
 
-    code = (
-        "import sys\n"
-        "from lstm_inspect.spec import ModelSpec\n"
-        "from lstm_inspect.source import load_builtin\n"
-        "from lstm_inspect.analyses.flops import count_flops\n"
-        "from lstm_inspect.analyses.structure import describe_structure\n"
-        "m = load_builtin(ModelSpec(cell='gru', bidirectional=True))\n"
-        "r = count_flops(m, batch=2, seq=64)\n"
-        "p = count_flops(m, batch=3, seq=9, lengths=[9, 4, 4])\n"
-        "s = describe_structure(m, batch=2, seq=8)\n"
-        "print(r.macs > 0, p.macs < r.macs, 'torch._dynamo' in sys.modules)\n"
-    )
+    code = "\n".join((
+        "import sys",
+        "from lstm_inspect.spec import ModelSpec",
+        "from lstm_inspect.source import load_builtin",
+        "from lstm_inspect.analyses.flops import count_flops",
+        "from lstm_inspect.analyses.structure import describe_structure",
+        "m = load_builtin(ModelSpec(cell='gru', bidirectional=True))",
+        *lines,
+    ))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.split() == ["True", "True", "False"], out.stderr
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_builtin_family_is_traced_without_fake_tensors():
+    """structure and flops of the built-in model stay on meta: torch._dynamo (~1 s) is never imported."""
+    assert _builtin_gru_in_a_child(
+        "r = count_flops(m, batch=2, seq=64)",
+        "p = count_flops(m, batch=3, seq=9, lengths=[9, 4, 4])",
+        "s = describe_structure(m, batch=2, seq=8)",
+        "print(r.macs > 0, p.macs < r.macs, 'torch._dynamo' in sys.modules)",
+    ) == ["True", "True", "False"]
 
 
 def test_plain_builtin_count_runs_no_meta_kernel_that_imports_sympy():
     """The embedding lookup is shape-only too: torch's meta kernel for it imports sympy (~0.4 s) through
     ``torch._check``; a plain (unpacked) count of the built-in family never does."""
-    import subprocess
-    import sys
-
-    code = (
-        "import sys\n"
-        "from lstm_inspect.spec import ModelSpec\n"
-        "from lstm_inspect.source import load_builtin\n"
-        "from lstm_inspect.analyses.flops import count_flops\n"
-        "from lstm_inspect.analyses.structure import describe_structure\n"
-        "m = load_builtin(ModelSpec(cell='gru', bidirectional=True))\n"
-        "r = count_flops(m, batch=2, seq=64)\n"
-        "s = describe_structure(m, batch=2, seq=8)\n"
-        "print(r.macs > 0, 'sympy' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.stdout.split() == ["True", "False"], out.stderr
+    assert _builtin_gru_in_a_child(
+        "r = count_flops(m, batch=2, seq=64)",
+        "s = describe_structure(m, batch=2, seq=8)",
+        "print(r.macs > 0, 'sympy' in sys.modules)",
+    ) == ["True", "False"]
 
 
 def test_shape_only_embedding_refuses_float_input_as_pytorch_does():

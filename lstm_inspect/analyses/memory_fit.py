@@ -73,6 +73,7 @@ def fit_law(trace: Callable[[int, int], Trace], batch_sizes: Sequence[int], seq_
     would cost less (tests). ``why``: receives, in words, why a law that was tried does not hold (nothing when
     none was tried: fused kernels, a grid too small to save traces)."""
     traced: dict[tuple[int, int], int] = {}
+    why = [] if why is None else why
     longest = max(seq_lens)
     larger = sorted(b for b in set(batch_sizes) if b > 1)
     groups = ([[1]] if 1 in batch_sizes else []) + ([larger] if larger else [])
@@ -82,8 +83,7 @@ def fit_law(trace: Callable[[int, int], Trace], batch_sizes: Sequence[int], seq_
         return None, traced
     pieces = []
     for group in groups:
-        piece = _fit_piece(trace, (group[0], group[-1]), (group[len(group) // 2], longest), traced, force,
-                           why if why is not None else [])
+        piece = _fit_piece(trace, (group[0], group[-1]), (group[len(group) // 2], longest), traced, force, why)
         if piece is None:
             return None, traced
         pieces.append(piece)
