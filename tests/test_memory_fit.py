@@ -59,6 +59,9 @@ def _both(loaded, **kwargs):
 
 @pytest.mark.parametrize("kind, mode, optimizer", [
     ("gru", "infer", "none"), ("mamba", "infer", "none"), ("gru", "train", "adam"), ("mamba", "train", "sgd"),
+    # RWKV rescales its weights in place on its first inference call: without the estimator's warm-up step the
+    # first trace ran 2 × layers more ops than any other, and the law was refused.
+    ("rwkv", "infer", "none"),
 ])
 def test_fitted_cells_equal_the_full_trace_within_the_tolerance(tmp_path, kind, mode, optimizer):
     loaded = load_builtin(GRU) if kind == "gru" else _hf(tmp_path, kind)

@@ -60,23 +60,30 @@ class Estimator(contextlib.AbstractContextManager):
         self.module, self.mode = self._copy.__enter__()
         self.module.train(self.train)
         self._step = make_step(self.train, self.loop, self.optimizer)(self.module)
-        if self.train and self.optimizer != "none":
-            # One untracked step creates the optimizer's (fake) state: resident from then on, as in training.
-            try:
-                with self.mode:
-                    self._step(self._inputs_of.inputs(1, 1, "cpu", [1] if self.lengths is not None else None))
-            except Exception:  # noqa: BLE001 - the cells will report the failure themselves
-                pass
-            finally:
-                self.module.zero_grad(set_to_none=True)
+        self._warm_up(self._step, self.module, self.mode, "cpu")
         self._meta: Any = None
         if _meta_eligible(self._inputs_of.module, self.optimizer, self.lengths):
             self._meta = untied_meta_copy(self._inputs_of.module)
             self._meta.train(self.train)
             self._meta_step = make_step(self.train, self.loop, self.optimizer)(self._meta)
+            self._warm_up(self._meta_step, self._meta, contextlib.nullcontext(), "meta")
         else:
             self.route = "fake"
         return self
+
+    def _warm_up(self, step: Any, module: "torch.nn.Module", mode: Any, device: str) -> None:
+        """One untracked step at 1 × 1, as the measurement's warm-up: a model's first call may do one-time work
+        (transformers' RWKV rescales its weights in place on the first inference call: ops that no later step
+        runs, which would make the first trace's op count an outlier), and with an optimizer it creates the
+        optimizer's state, resident from then on (added to each cell as ``extra``)."""
+        try:
+            with mode:
+                step(self._inputs_of.inputs(1, 1, device, [1] if self.lengths is not None else None))
+        except Exception:  # noqa: BLE001 - the cells will report the failure themselves
+            pass
+        finally:
+            if self.train:
+                module.zero_grad(set_to_none=True)
 
     def __exit__(self, *exc: Any) -> None:
         if self._copy is not None:
