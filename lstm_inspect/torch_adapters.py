@@ -36,6 +36,23 @@ def validated() -> bool:
 
 def mkldnn_layer(func: Any) -> str | None:
     """``'forward'``/``'backward'`` for oneDNN's LSTM layer op (what nn.LSTM runs on the CPU), else None."""
+    try:
+        return _LAYER_OF[func]
+    except (KeyError, TypeError):
+        pass
+    layer = _mkldnn_layer(func)
+    try:
+        _LAYER_OF[func] = layer
+    except TypeError:
+        pass                             # unhashable: not an aten op
+    return layer
+
+
+#: mkldnn_layer's answer per op: asked twice for every op a memory trace runs.
+_LAYER_OF: dict[Any, str | None] = {}
+
+
+def _mkldnn_layer(func: Any) -> str | None:
     name = getattr(func, "__name__", "")
     if name.startswith(MKLDNN_RNN_LAYER + "_backward"):
         return "backward"
