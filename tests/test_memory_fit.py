@@ -45,6 +45,8 @@ def _hf(tmp_path, kind: str):
         "gpt2": lambda: tf.GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=V, n_positions=256),
         "rwkv": lambda: tf.RwkvConfig(hidden_size=32, attention_hidden_size=32, intermediate_size=64,
                                       num_hidden_layers=2, vocab_size=V, context_length=256),
+        "xlstm": lambda: tf.xLSTMConfig(hidden_size=128, num_heads=2, num_blocks=2, vocab_size=V, bos_token_id=0,
+                                        eos_token_id=0, pad_token_id=0),
     }[kind]()
     config.to_json_file(str(tmp_path / "config.json"))
     return resolve_source(str(tmp_path / "config.json"))
@@ -268,11 +270,12 @@ def _route(loaded, route: str, **kwargs):
         memory_probes._meta_eligible = original
 
 
-@pytest.mark.parametrize("kind", ["mamba", "rwkv"])
+@pytest.mark.parametrize("kind", ["mamba", "rwkv", "xlstm"])
 @pytest.mark.parametrize("mode, optimizer", [("infer", "none"), ("train", "sgd")])
 def test_the_meta_route_gives_the_fake_routes_figures(tmp_path, kind, mode, optimizer):
     # Every cell traced on meta (after the first cell's check against fake tensors) equals its fake-tensor trace;
-    # the tiny Mamba ties its embeddings, so train mode also covers tied weights' gradients.
+    # the tiny Mamba ties its embeddings, so train mode also covers tied weights' gradients. xLSTM's cache makes
+    # a tensor from Python data in its forward (``torch.tensor([0])``: no op dispatched on meta).
     loaded = _hf(tmp_path, kind)
     meta = _route(loaded, "meta", mode=mode, optimizer=optimizer)
     fake = _route(loaded, "fake", mode=mode, optimizer=optimizer)
@@ -293,3 +296,33 @@ def test_a_meta_trace_that_differs_falls_back_to_fake_tensors_with_a_note(tmp_pa
     fake = _route(loaded, "fake")
     assert [c.estimated_bytes for c in fallen.cells] == [c.estimated_bytes for c in fake.cells]
     assert any("traced on fake tensors" in n and "1×8" in n for n in fallen.notes), fallen.notes
+
+
+class _Literal(torch.nn.Module):
+    """A forward that makes a tensor from Python data (``torch.tensor``, ``as_tensor``): 4 × n bytes each, alive
+    while the output is computed."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.embed = torch.nn.Embedding(V, 8)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        scale = torch.tensor([0.5] * self.n)
+        shift = torch.as_tensor([1.0] * self.n)
+        return self.embed(tokens).sum() * scale.sum() + shift.sum()
+
+
+@pytest.mark.parametrize("route", ["meta", "fake"])
+def test_tensors_made_from_python_data_are_counted_on_either_route(route):
+    # Each literal is 4·n bytes; the two are alive together, so the peak grows by 8·n between n = 0 and n = 1000.
+    peaks = {}
+    for n in (0, 1000):
+        loaded = _user_model(_Literal(n))
+        report = sweep_memory(loaded, batch_sizes=[2], seq_lens=[8], method="estimate", trace_every_cell=True)
+        if route == "fake":
+            report = _route(loaded, "fake")
+        peaks[n] = [c.estimated_bytes for c in report.cells if (c.batch_size, c.seq_len) == (2, 8)][0]
+        on_meta = any("traced on the meta device" in note for note in report.notes)
+        assert on_meta == (route == "meta"), report.notes
+    assert peaks[1000] - peaks[0] == 8 * 1000

@@ -69,21 +69,32 @@ def _tracker_class():
             workspace = _rnn_workspace_bytes(func, args)
             before = self.live
             for tensor in flat_out:
-                key = _storage_key(tensor)
-                if key is None or key in inputs or key in self._sizes:
-                    continue
-                storage = tensor.untyped_storage()
-                size = int(storage.nbytes())
-                if workspace and tensor is flat_out[-1]:
-                    size = max(size, workspace)
-                self._sizes[key] = size
-                self.live += size
-                # The storage's Python object is preserved while the storage lives (held by a tensor or by
-                # autograd's saved tensors), so the finaliser runs when the memory would be freed.
-                weakref.finalize(storage, self._release, key)
+                self._adopt(tensor, inputs, workspace if tensor is flat_out[-1] else 0)
             if transient or self.live > before:
                 self._note(func, self.live + transient)
             return out
+
+        def adopt_literal(self, value: Any, func: Any) -> None:
+            """Count the tensors ``torch.tensor(data)`` (``func``) made from Python data. On fake tensors the
+            literal passes through ``aten.lift_fresh`` and is counted there (then this finds it known); on the
+            meta device (or a CPU literal made there) no op is dispatched, so without this it would be missed."""
+            before = self.live
+            for tensor in _tensors((value,)):
+                self._adopt(tensor, set(), 0)
+            if self.live > before:
+                self._note(func, self.live)
+
+        def _adopt(self, tensor: Any, inputs: set, workspace: int) -> None:
+            key = _storage_key(tensor)
+            if key is None or key in inputs or key in self._sizes:
+                return
+            storage = tensor.untyped_storage()
+            size = max(int(storage.nbytes()), workspace)
+            self._sizes[key] = size
+            self.live += size
+            # The storage's Python object is preserved while the storage lives (held by a tensor or by
+            # autograd's saved tensors), so the finaliser runs when the memory would be freed.
+            weakref.finalize(storage, self._release, key)
 
         def _note(self, func: Any, total: int) -> None:
             self._profile.append(total)
@@ -229,6 +240,8 @@ def _real_linear_mode_class():
     import torch.nn.functional as F
     from torch.overrides import TorchFunctionMode
 
+    literals = (torch.tensor, torch.as_tensor, torch.asarray)
+
     class RealKernelLinear(TorchFunctionMode):
         """Route ``F.linear`` through the branch its C++ kernel takes on plain tensors.
 
@@ -236,13 +249,23 @@ def _real_linear_mode_class():
         whenever a dispatch mode is active) it adds the bias out of place, so a logits-sized temporary
         appears twice; on plain tensors it fuses ``addmm`` or adds the bias in place. For the
         language model's projection that is the difference between one and two ``B·T·V`` buffers.
+
+        With a ``tracker``, tensors made from Python data (``torch.tensor``, ``as_tensor``, ``asarray``)
+        are handed to it: they dispatch no op on the meta device.
         """
+
+        def __init__(self, tracker: Any = None) -> None:
+            super().__init__()
+            self.tracker = tracker
 
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             if func is F.linear or func is torch._C._nn.linear:
                 return _linear_as_on_plain_tensors(*args, **kwargs)
-            return func(*args, **kwargs)
+            out = func(*args, **kwargs)
+            if self.tracker is not None and func in literals:
+                self.tracker.adopt_literal(out, func)
+            return out
 
     return RealKernelLinear
 
@@ -265,11 +288,11 @@ def _linear_as_on_plain_tensors(input, weight, bias=None):
 _LINEAR = None
 
 
-def real_kernel_linear():
+def real_kernel_linear(tracker: Any = None):
     global _LINEAR
     if _LINEAR is None:
         _LINEAR = _real_linear_mode_class()
-    return _LINEAR()
+    return _LINEAR(tracker)
 
 
 def estimate_increment(step: Callable[[tuple], Any], inputs: Callable[[], tuple], mode: Any) -> int:
@@ -302,7 +325,7 @@ def trace_increment(step: Callable[[tuple], Any], inputs: Callable[[], tuple], m
     with mode:
         args = inputs()
         tracker = live_storage_tracker()
-        with real_kernel_linear(), tracker, _segment_marks(tracker, module):
+        with real_kernel_linear(tracker), tracker, _segment_marks(tracker, module):
             result = step(args)
             del result
         tracker.mark("end")
