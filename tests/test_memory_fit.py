@@ -31,8 +31,9 @@ BATCHES, SEQS = [1, 2, 4, 8], [8, 16, 24, 40]
 V = 97
 GRU = ModelSpec(cell="gru", vocab_size=V, embed_dim=16, hidden_dim=24, num_layers=2, bidirectional=True)
 LSTM = ModelSpec(vocab_size=V, embed_dim=16, hidden_dim=24)
-#: Every cell but the fit points (batch 1 alone; 2 and 8 at lengths 8 and 16) and the checks (1 and 4 at 40).
-EXTRAPOLATED = {(b, t) for b in BATCHES for t in SEQS} - {(1, 8), (1, 16), (1, 40), (2, 8), (8, 8), (2, 16), (8, 16),
+#: Every cell but the fit points (batch 1 alone; 2 and 8 at lengths 8 and 16) and the far check (4 at 40; batch 1's
+#: own piece is checked at 1 × 32, not a cell of this grid).
+EXTRAPOLATED = {(b, t) for b in BATCHES for t in SEQS} - {(1, 8), (1, 16), (2, 8), (8, 8), (2, 16), (8, 16),
                                                           (4, 40)}
 
 
@@ -200,6 +201,20 @@ def test_a_model_that_changes_path_inside_the_grid_is_never_extrapolated_across_
     assert not any(n.startswith("every cell traced") for n in fitted.notes)
     for got, want in zip(fitted.cells, full.cells):
         assert abs(got.estimated_bytes - want.estimated_bytes) <= TOLERANCE * want.estimated_bytes, (got, want)
+
+
+def test_a_grid_of_batch_one_alone_takes_the_far_check_itself():
+    # With no larger batches to take the check at the longest length, batch 1's piece is checked there: the path
+    # that changes at 36 is seen at 1 × 40 (a check at 1 × 32 would miss it).
+    model = _user_model(SwitchesPathAt(36, "chunked"))
+    fitted = sweep_memory(model, batch_sizes=[1], seq_lens=SEQS, method="estimate")
+    full = sweep_memory(model, batch_sizes=[1], seq_lens=SEQS, method="estimate", trace_every_cell=True)
+    assert not any(c.extrapolated for c in fitted.cells)
+    assert [c.estimated_bytes for c in fitted.cells] == [c.estimated_bytes for c in full.cells]
+    assert any(n.startswith("every cell traced") and "1 × 40" in n for n in fitted.notes), fitted.notes
+    control = sweep_memory(_user_model(SwitchesPathAt(1000, "chunked")), batch_sizes=[1], seq_lens=SEQS,
+                           method="estimate")
+    assert {c.seq_len for c in control.cells if c.extrapolated} == {24}     # 8, 16 fitted; 40 the check
 
 
 def test_the_same_cell_gives_the_same_figure_whichever_way_it_was_obtained():

@@ -13,6 +13,9 @@ group's middle batch and the grid's longest sequence, checks them where they are
 are not the ones the fit predicts (a code path chosen by length, such as xLSTM's chunked kernel from 64 on) or
 a segment's prediction misses by more than :data:`TOLERANCE` of its traced peak (a quadratic term such as
 attention scores, a segment that appears only at some sizes), the law is not used and every cell is traced.
+That far check is made once, for the group of larger batches (most of the grid); batch 1's own piece is
+checked at :data:`NEAR_CHECK` steps (the far check costs about as much as every fit trace together, per step
+the same at any batch).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from lstm_inspect.analyses.memory_estimate import Trace
 TOLERANCE = 0.01
 #: The two short sequence lengths the law is fitted at (it is checked at the grid's longest).
 FIT_SEQS = (8, 16)
+#: Where batch 1's own piece is checked when a group of larger batches takes the check at the longest sequence.
+NEAR_CHECK = 2 * FIT_SEQS[-1]
 
 
 @dataclass(frozen=True)
@@ -77,13 +82,15 @@ def fit_law(trace: Callable[[int, int], Trace], batch_sizes: Sequence[int], seq_
     longest = max(seq_lens)
     larger = sorted(b for b in set(batch_sizes) if b > 1)
     groups = ([[1]] if 1 in batch_sizes else []) + ([larger] if larger else [])
+    # The far check once, for the last group (the larger batches); batch 1 is checked near when they take it.
+    checks = [min(longest, NEAR_CHECK) if g is not groups[-1] else longest for g in groups]
     # A trace costs about one unit per time step: the law's traces against every cell's.
-    law_cost = sum((1 if len(g) == 1 else 2) * sum(FIT_SEQS) + longest for g in groups)
+    law_cost = sum((1 if len(g) == 1 else 2) * sum(FIT_SEQS) + check for g, check in zip(groups, checks))
     if not force and (longest <= FIT_SEQS[-1] or law_cost >= len(set(batch_sizes)) * sum(set(seq_lens))):
         return None, traced
     pieces = []
-    for group in groups:
-        piece = _fit_piece(trace, (group[0], group[-1]), (group[len(group) // 2], longest), traced, force, why)
+    for group, check in zip(groups, checks):
+        piece = _fit_piece(trace, (group[0], group[-1]), (group[len(group) // 2], check), traced, force, why)
         if piece is None:
             return None, traced
         pieces.append(piece)
@@ -94,7 +101,8 @@ def _fit_piece(trace: Callable[[int, int], Trace], batches: tuple[int, int], che
                traced: dict[tuple[int, int], int], force: bool, why: list[str]) -> Piece | None:
     """The law for ``batches``, fitted at :data:`FIT_SEQS` and checked at ``check``: the group's middle batch at
     the grid's longest sequence, so that the law is verified at the far end of where it is used (a model that
-    changes its code path at some length, as xLSTM's chunked kernel from 64 on, is caught there)."""
+    changes its code path at some length, as xLSTM's chunked kernel from 64 on, is caught there); batch 1's
+    own piece at :data:`NEAR_CHECK` when the larger batches take the far check."""
     (b1, b2), (t1, t2) = batches, FIT_SEQS
     fit_points = list(dict.fromkeys([(b1, t1), (b2, t1), (b1, t2), (b2, t2)]))
     traces = {p: trace(*p) for p in fit_points}
