@@ -1,3 +1,3 @@
-from lstm_inspect.cli import main
+from lstm_inspect.cli import entry
 
-main()
+entry()

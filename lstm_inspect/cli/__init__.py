@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lstm_inspect.cli.app import app, main
+from lstm_inspect.cli.app import app, entry, main
 
 # Each module registers its command on ``app`` when imported (order = order in --help).
 from lstm_inspect.cli import structure as _structure  # noqa: E402,F401
@@ -13,4 +13,4 @@ from lstm_inspect.cli import generation as _generation  # noqa: E402,F401
 from lstm_inspect.cli import compare as _compare  # noqa: E402,F401
 from lstm_inspect.cli import report as _report  # noqa: E402,F401
 
-__all__ = ["app", "main"]
+__all__ = ["app", "entry", "main"]
