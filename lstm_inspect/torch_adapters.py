@@ -8,6 +8,7 @@ kernels. None of that is public API, so it lives here, named, with the torch ver
 
 from __future__ import annotations
 
+import functools
 import sys
 from typing import Any
 
@@ -34,25 +35,9 @@ def validated() -> bool:
     return torch_minor() in VALIDATED_TORCH
 
 
+@functools.cache   # asked twice for every op a memory trace runs; ops are few and hashable
 def mkldnn_layer(func: Any) -> str | None:
     """``'forward'``/``'backward'`` for oneDNN's LSTM layer op (what nn.LSTM runs on the CPU), else None."""
-    try:
-        return _LAYER_OF[func]
-    except (KeyError, TypeError):
-        pass
-    layer = _mkldnn_layer(func)
-    try:
-        _LAYER_OF[func] = layer
-    except TypeError:
-        pass                             # unhashable: not an aten op
-    return layer
-
-
-#: mkldnn_layer's answer per op: asked twice for every op a memory trace runs.
-_LAYER_OF: dict[Any, str | None] = {}
-
-
-def _mkldnn_layer(func: Any) -> str | None:
     name = getattr(func, "__name__", "")
     if name.startswith(MKLDNN_RNN_LAYER + "_backward"):
         return "backward"

@@ -72,18 +72,10 @@ class Estimator(contextlib.AbstractContextManager):
         return self
 
     def _warm_up(self, step: Any, module: "torch.nn.Module", mode: Any, device: str) -> None:
-        """One untracked step at 1 × 1, as the measurement's warm-up: a model's first call may do one-time work
-        (transformers' RWKV rescales its weights in place on the first inference call: ops that no later step
-        runs, which would make the first trace's op count an outlier), and with an optimizer it creates the
-        optimizer's state, resident from then on (added to each cell as ``extra``)."""
-        try:
-            with mode:
-                step(self._inputs_of.inputs(1, 1, device, [1] if self.lengths is not None else None))
-        except Exception:  # noqa: BLE001 - the cells will report the failure themselves
-            pass
-        finally:
-            if self.train:
-                module.zero_grad(set_to_none=True)
+        """:func:`warm_up` of one traced copy: transformers' RWKV rescales its weights in place on its first
+        inference call, ops no later step runs, which would make the first trace's op count an outlier."""
+        warm_up(step, lambda: self._inputs_of.inputs(1, 1, device, [1] if self.lengths is not None else None),
+                module, self.train, mode)
 
     def __exit__(self, *exc: Any) -> None:
         if self._copy is not None:
@@ -154,6 +146,21 @@ class Estimator(contextlib.AbstractContextManager):
         finally:
             if self.train:
                 self._meta.zero_grad(set_to_none=True)
+
+
+def warm_up(step: Any, inputs: Any, module: "torch.nn.Module", train: bool,
+            mode: Any = contextlib.nullcontext()) -> None:
+    """One small step at 1 × 1 that no cell counts, before the first measured or traced one: a model's first call
+    may do one-time work, and the first optimizer step creates the optimizer's state (resident in steady
+    training, added to each cell as ``extra``). A failure is left to the cells to report."""
+    try:
+        with mode:
+            step(inputs())
+    except Exception:  # noqa: BLE001 - the cells will report the failure themselves
+        pass
+    finally:
+        if train:
+            module.zero_grad(set_to_none=True)
 
 
 def _meta_eligible(module: "torch.nn.Module", optimizer: str, lengths: Sequence[int] | None) -> bool:
@@ -231,15 +238,10 @@ class Meter(contextlib.AbstractContextManager):
         release(self.device)
 
     def _warm_up(self) -> None:
-        """One small unmeasured step: the first forward in a process allocates one-time state (kernel
-        libraries' caches, thread pools), and the first optimizer step creates the optimizer's state
-        (resident in steady training, added to each cell as ``extra``): no part of any cell's increment."""
-        try:
-            self._step(self.loaded.inputs(1, 1, self.device, [1] if self.lengths is not None else None))
-        except Exception:  # noqa: BLE001 - the cells will report the failure themselves
-            pass
-        finally:
-            self._reset()
+        """:func:`warm_up` of the real model: the first forward in a process also allocates one-time state
+        (kernel libraries' caches, thread pools)."""
+        warm_up(self._step, lambda: self.loaded.inputs(1, 1, self.device, [1] if self.lengths is not None else None),
+                self.module, self.train)
 
     def _reset(self) -> None:
         if self.train:
