@@ -202,8 +202,11 @@ def to_fake(module: "nn.Module", mode: object, device: str = "cpu") -> "nn.Modul
     return module
 
 
-def resolve_device(name: str) -> "torch.device":
-    """``auto|cpu|cuda|cuda:N`` -> a usable device; CUDA asked for but absent warns and gives the CPU."""
+def resolve_device(name: str, measuring: bool = True) -> "torch.device":
+    """``auto|cpu|cuda|cuda:N`` -> a usable device; CUDA asked for but absent warns and gives the CPU.
+
+    With ``measuring=False`` (an estimate only: nothing runs there) ``cuda`` is kept without a GPU: the
+    estimate then models CUDA's kernels."""
     import torch
 
     text = ("auto" if name is None else name).strip().lower()
@@ -218,6 +221,8 @@ def resolve_device(name: str) -> "torch.device":
         if not index_text.isdigit():
             raise InvalidInput(f"device must be auto, cpu, cuda or cuda:N, got {name!r}", fields=("device",))
         index = int(index_text)
+        if not measuring and not torch.cuda.is_available():
+            return torch.device("cuda", index)
         if not torch.cuda.is_available():
             warnings.warn(f"--device {name}: CUDA is not available here; using the CPU", LstmInspectWarning, stacklevel=2)
             return torch.device("cpu")

@@ -87,7 +87,8 @@ def sweep_memory(
     probe: dict[str, Any] = dict(train=train, lengths=lengths, extra=opt_state, loop=train_loop, optimizer=optimizer)
     with contextlib.ExitStack() as stack:
         estimating = method != "measure" or admit is not None or budget_bytes is not None
-        estimator = stack.enter_context(Estimator(loaded, tdtype, **probe)) if estimating else None
+        kernels = "cuda" if device.type == "cuda" else "cpu"
+        estimator = stack.enter_context(Estimator(loaded, tdtype, kernels=kernels, **probe)) if estimating else None
         if estimator is not None and not trace_every_cell:
             estimator.plan(batch_sizes, seq_lens)
             notes = (*notes, *_law_notes(estimator))
@@ -231,12 +232,15 @@ def _notes(method: str, mode: str, optimizer: str, device, lengths, loop: str = 
 
     notes = []
     if method in ("estimate", "both"):
-        notes.append("estimate: storage bytes of a fake-tensor run of the CPU kernels (nothing allocated)")
-        if not torch_adapters.validated():
-            notes.append(f"the estimate's oneDNN terms were validated on torch {', '.join(torch_adapters.VALIDATED_TORCH)}; "
-                         f"this is torch {torch_adapters.torch_minor()}: compare with --method both")
         if device is not None and device.type == "cuda":
-            notes.append("estimate follows the CPU kernels: cuDNN's own workspace and kernel choices on CUDA differ")
+            notes.append("estimate: storage bytes of a fake-tensor run (nothing allocated) with CUDA's kernels: "
+                         "recurrent layers as one cuDNN call, its reserve exact, its workspace fitted on an H200 "
+                         "(cuDNN 9.19; other GPUs may choose other algorithms)")
+        else:
+            notes.append("estimate: storage bytes of a fake-tensor run of the CPU kernels (nothing allocated)")
+            if not torch_adapters.validated():
+                notes.append(f"the estimate's oneDNN terms were validated on torch {', '.join(torch_adapters.VALIDATED_TORCH)}; "
+                             f"this is torch {torch_adapters.torch_minor()}: compare with --method both")
     if mode == "train":
         loop_text = ("usual loop: logits = model(x); loss = cross_entropy(logits, y); loss.backward()"
                      if loop == "usual" else

@@ -15,6 +15,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
+from lstm_inspect.analyses import memory_cudnn
 from lstm_inspect.analyses.memory_onednn import rnn_workspace_bytes, transient_bytes
 
 if TYPE_CHECKING:
@@ -54,9 +55,12 @@ def _tracker_class():
             self._profile, self._ops = [self.live], [None]
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = _separate_outputs(func, func(*args, **(kwargs or {})))
+            if memory_cudnn.is_backward(func):   # no meta kernel: its outputs as the CUDA kernel makes them
+                out = memory_cudnn.backward_outputs(args)
+            else:
+                out = _separate_outputs(func, func(*args, **(kwargs or {})))
             self.ops += 1
-            transient = transient_bytes(func, args)
+            transient = transient_bytes(func, args) + memory_cudnn.transient_bytes(func, args)
             flat_out = _tensors((out,))
             if not flat_out:
                 if transient:
@@ -67,9 +71,10 @@ def _tracker_class():
             if kwargs:
                 inputs.update(_storage_key(t) for t in _tensors(kwargs.values()))
             workspace = rnn_workspace_bytes(func, args)
+            reserve = memory_cudnn.reserve_bytes(func, args)
             before = self.live
-            for tensor in flat_out:
-                self._adopt(tensor, inputs, workspace if tensor is flat_out[-1] else 0)
+            for i, tensor in enumerate(flat_out):
+                self._adopt(tensor, inputs, workspace if tensor is flat_out[-1] else reserve if i == 3 else 0)
             if transient or self.live > before:
                 self._note(func, self.live + transient)
             return out
@@ -261,14 +266,16 @@ class Trace:
 
 
 def trace_increment(step: Callable[[tuple], Any], inputs: Callable[[], tuple], mode: Any,
-                    module: "torch.nn.Module | None" = None) -> Trace:
+                    module: "torch.nn.Module | None" = None, kernels: str = "cpu") -> Trace:
     """:func:`estimate_increment` with the detail a fitted law needs: with ``module``, the run is cut into
     segments at every module call's entry and exit, every parameter's gradient accumulation and the
-    optimizer's step, and each segment's peak is kept."""
+    optimizer's step, and each segment's peak is kept. ``kernels="cuda"`` runs the recurrent modules as
+    cuDNN's kernel (:mod:`~lstm_inspect.analyses.memory_cudnn`) instead of the CPU's."""
     with mode:
         args = inputs()
         tracker = live_storage_tracker()
-        with real_kernel_linear(tracker), tracker, _segment_marks(tracker, module):
+        rnn = memory_cudnn.cudnn_rnn_mode() if kernels == "cuda" else contextlib.nullcontext()
+        with real_kernel_linear(tracker), rnn, tracker, _segment_marks(tracker, module):
             result = step(args)
             del result
         tracker.mark("end")

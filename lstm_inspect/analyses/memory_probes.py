@@ -40,9 +40,11 @@ class Estimator(contextlib.AbstractContextManager):
 
     def __init__(self, loaded: "LoadedModel", dtype: "torch.dtype", *, train: bool,
                  lengths: Sequence[int] | None = None, extra: int = 0, loop: str = "usual",
-                 optimizer: str = "none") -> None:
+                 optimizer: str = "none", kernels: str = "cpu") -> None:
         self.loaded, self.dtype, self.train, self.lengths, self.extra = loaded, dtype, train, lengths, extra
         self.loop, self.optimizer = loop, optimizer
+        #: whose recurrent kernels the traces run: ``"cpu"`` (oneDNN) or ``"cuda"`` (cuDNN, modelled)
+        self.kernels = kernels
         self._copy: Any = None
         self.law: Any = None                       # a FittedLaw once :meth:`plan` found one that holds
         self.law_refused: list[str] = []           # why a law that was tried does not hold (a note)
@@ -132,7 +134,7 @@ class Estimator(contextlib.AbstractContextManager):
 
         try:
             inputs = lambda: self._inputs_of.inputs(batch, seq, "cpu", self.lengths)  # noqa: E731
-            return trace_increment(self._step, inputs, self.mode, self.module)
+            return trace_increment(self._step, inputs, self.mode, self.module, self.kernels)
         finally:
             if self.train:
                 self.module.zero_grad(set_to_none=True)
@@ -142,7 +144,7 @@ class Estimator(contextlib.AbstractContextManager):
 
         try:
             inputs = lambda: self._inputs_of.inputs(batch, seq, "meta", self.lengths)  # noqa: E731
-            return trace_increment(self._meta_step, inputs, contextlib.nullcontext(), self._meta)
+            return trace_increment(self._meta_step, inputs, contextlib.nullcontext(), self._meta, self.kernels)
         finally:
             if self.train:
                 self._meta.zero_grad(set_to_none=True)

@@ -44,7 +44,8 @@ def memory(
     train_loop: Annotated[str, _opt("--train-loop", help="train mode: usual (logits referenced through backward, as "
                                     "users write it) or lean (logits freed before backward).")] = "usual",
     dtype: Annotated[str, _opt("--dtype", help="float32, float16 or bfloat16 (weights and activations).")] = "float32",
-    device: Annotated[str, _opt("--device", help="Where to measure: auto, cpu, cuda or cuda:N (no CUDA: warning, CPU).")] = "auto",
+    device: Annotated[str, _opt("--device", help="Where to measure, and whose kernels the estimate models: auto, cpu, cuda or cuda:N. "
+                                                      "An estimate for cuda needs no GPU; measuring without one: warning, CPU.")] = "auto",
     budget: Annotated[Optional[str], _opt("--budget", help="Device memory, e.g. 24GiB: per sequence length, the largest "
                                           "batch whose weights + estimated increment fit.", show_default=False)] = None,
     trace_every_cell: Annotated[bool, _opt("--trace-every-cell", help="Estimate: trace every cell, even where a "
@@ -92,9 +93,12 @@ def memory(
 
     from lstm_inspect.cli import sweep_policy
 
-    target = resolve_device(device)
+    import torch
+
+    # An estimate runs nothing on the device: --device cuda without a GPU still models CUDA's kernels.
+    target = resolve_device(device, measuring=method in ("measure", "both"))
     if method == "auto":
-        method = "both" if target.type == "cuda" else "estimate"
+        method = "both" if target.type == "cuda" and torch.cuda.is_available() else "estimate"
     guarded = target.type == "cpu" and sweep_policy.available_host_bytes() is not None
     with _progress() as on_cell, sweep_policy.interruptible() as stop:
         report = sweep_memory(loaded, batch_sizes=batches, seq_lens=seqs, method=method, mode=mode, optimizer=optimizer,
