@@ -28,8 +28,11 @@ def _tracker_class():
     class LiveStorageTracker(TorchDispatchMode):
         """Running total and peak of the bytes held by storages that ops created while active."""
 
-        def __init__(self) -> None:
+        def __init__(self, memo: Callable | None = None) -> None:
             super().__init__()
+            #: On the meta route, a :class:`~lstm_inspect.meta_memo.MetaMemo` that runs each op (or rebuilds
+            #: its outputs from an earlier call's); None: every op runs its kernel.
+            self.memo = memo
             self.live = 0
             self.peak = 0
             self.ops = 0
@@ -54,7 +57,9 @@ def _tracker_class():
             self._profile, self._ops = [self.live], [None]
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = _separate_outputs(func, func(*args, **(kwargs or {})))
+            kwargs = kwargs or {}
+            out = func(*args, **kwargs) if self.memo is None else self.memo(func, args, kwargs)
+            out = _separate_outputs(func, out)
             self.ops += 1
             transient = _transient_bytes(func, args)
             flat_out = _tensors((out,))
@@ -227,12 +232,13 @@ def _storage_key(t: "torch.Tensor") -> int | None:
 _TRACKER = None
 
 
-def live_storage_tracker():
-    """A new tracking dispatch mode; enter it inside the FakeTensorMode (or on real tensors)."""
+def live_storage_tracker(memo: Callable | None = None):
+    """A new tracking dispatch mode; enter it inside the FakeTensorMode (or on real tensors, or on meta tensors
+    with a ``memo`` of meta-kernel outputs)."""
     global _TRACKER
     if _TRACKER is None:
         _TRACKER = _tracker_class()
-    return _TRACKER()
+    return _TRACKER(memo)
 
 
 def _real_linear_mode_class():
@@ -318,13 +324,14 @@ class Trace:
 
 
 def trace_increment(step: Callable[[tuple], Any], inputs: Callable[[], tuple], mode: Any,
-                    module: "torch.nn.Module | None" = None) -> Trace:
+                    module: "torch.nn.Module | None" = None, memo: Callable | None = None) -> Trace:
     """:func:`estimate_increment` with the detail a fitted law needs: with ``module``, the run is cut into
     segments at every module call's entry and exit, every parameter's gradient accumulation and the
-    optimizer's step, and each segment's peak is kept."""
+    optimizer's step, and each segment's peak is kept. ``memo``: a :class:`~lstm_inspect.meta_memo.MetaMemo`
+    for a trace on the meta device (it leaves anything else to the kernels)."""
     with mode:
         args = inputs()
-        tracker = live_storage_tracker()
+        tracker = live_storage_tracker(memo)
         with real_kernel_linear(tracker), tracker, _segment_marks(tracker, module):
             result = step(args)
             del result
