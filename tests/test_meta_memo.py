@@ -247,7 +247,7 @@ def _same_traces(trace_on, trace_off, cells):
 CELLS = [(1, 8), (2, 8), (2, 16), (1, 24)]
 
 
-@pytest.mark.parametrize("kind", ["mamba", "rwkv"])
+@pytest.mark.parametrize("kind", ["mamba", "rwkv", "xlstm"])
 @pytest.mark.parametrize("mode, optimizer", [("infer", "none"), ("train", "sgd")])
 def test_estimator_traces_are_the_same_with_the_memo(tmp_path, monkeypatch, kind, mode, optimizer):
     # The sweep's own path: the estimator's meta route, its memo living with the estimator's meta copy.
