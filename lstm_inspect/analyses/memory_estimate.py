@@ -30,9 +30,7 @@ def _tracker_class():
 
         def __init__(self, memo: Callable | None = None) -> None:
             super().__init__()
-            #: On the meta route, a :class:`~lstm_inspect.meta_memo.MetaMemo` that runs each op (or rebuilds
-            #: its outputs from an earlier call's); None: every op runs its kernel.
-            self.memo = memo
+            self.memo = memo        # on the meta route, a MetaMemo: runs each op or rebuilds its outputs
             self.live = 0
             self.peak = 0
             self.ops = 0
@@ -57,8 +55,7 @@ def _tracker_class():
             self._profile, self._ops = [self.live], [None]
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            out = func(*args, **kwargs) if self.memo is None else self.memo(func, args, kwargs)
+            out = func(*args, **(kwargs or {})) if self.memo is None else self.memo(func, args, kwargs or {})
             out = _separate_outputs(func, out)
             self.ops += 1
             transient = _transient_bytes(func, args)
@@ -233,8 +230,7 @@ _TRACKER = None
 
 
 def live_storage_tracker(memo: Callable | None = None):
-    """A new tracking dispatch mode; enter it inside the FakeTensorMode (or on real tensors, or on meta tensors
-    with a ``memo`` of meta-kernel outputs)."""
+    """A new tracking dispatch mode; enter it inside the FakeTensorMode (or on real or meta tensors)."""
     global _TRACKER
     if _TRACKER is None:
         _TRACKER = _tracker_class()
@@ -327,8 +323,7 @@ def trace_increment(step: Callable[[tuple], Any], inputs: Callable[[], tuple], m
                     module: "torch.nn.Module | None" = None, memo: Callable | None = None) -> Trace:
     """:func:`estimate_increment` with the detail a fitted law needs: with ``module``, the run is cut into
     segments at every module call's entry and exit, every parameter's gradient accumulation and the
-    optimizer's step, and each segment's peak is kept. ``memo``: a :class:`~lstm_inspect.meta_memo.MetaMemo`
-    for a trace on the meta device (it leaves anything else to the kernels)."""
+    optimizer's step, and each segment's peak is kept. ``memo``: a MetaMemo, for a trace on meta tensors."""
     with mode:
         args = inputs()
         tracker = live_storage_tracker(memo)
