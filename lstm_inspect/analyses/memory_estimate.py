@@ -29,8 +29,9 @@ def _tracker_class():
     class LiveStorageTracker(TorchDispatchMode):
         """Running total and peak of the bytes held by storages that ops created while active."""
 
-        def __init__(self) -> None:
+        def __init__(self, memo: Callable | None = None) -> None:
             super().__init__()
+            self.memo = memo        # on the meta route, a MetaMemo: runs each op or rebuilds its outputs
             self.live = 0
             self.peak = 0
             self.ops = 0
@@ -58,7 +59,8 @@ def _tracker_class():
             if memory_cudnn.is_backward(func):   # no meta kernel: its outputs as the CUDA kernel makes them
                 out = memory_cudnn.backward_outputs(args)
             else:
-                out = _separate_outputs(func, func(*args, **(kwargs or {})))
+                out = func(*args, **(kwargs or {})) if self.memo is None else self.memo(func, args, kwargs or {})
+                out = _separate_outputs(func, out)
             self.ops += 1
             transient = transient_bytes(func, args) + memory_cudnn.transient_bytes(func, args)
             flat_out = _tensors((out,))
@@ -175,12 +177,12 @@ def _storage_key(t: "torch.Tensor") -> int | None:
 _TRACKER = None
 
 
-def live_storage_tracker():
-    """A new tracking dispatch mode; enter it inside the FakeTensorMode (or on real tensors)."""
+def live_storage_tracker(memo: Callable | None = None):
+    """A new tracking dispatch mode; enter it inside the FakeTensorMode (or on real or meta tensors)."""
     global _TRACKER
     if _TRACKER is None:
         _TRACKER = _tracker_class()
-    return _TRACKER()
+    return _TRACKER(memo)
 
 
 def _real_linear_mode_class():
@@ -266,14 +268,16 @@ class Trace:
 
 
 def trace_increment(step: Callable[[tuple], Any], inputs: Callable[[], tuple], mode: Any,
-                    module: "torch.nn.Module | None" = None, kernels: str = "cpu") -> Trace:
+                    module: "torch.nn.Module | None" = None, kernels: str = "cpu",
+                    memo: Callable | None = None) -> Trace:
     """:func:`estimate_increment` with the detail a fitted law needs: with ``module``, the run is cut into
     segments at every module call's entry and exit, every parameter's gradient accumulation and the
     optimizer's step, and each segment's peak is kept. ``kernels="cuda"`` runs the recurrent modules as
-    cuDNN's kernel (:mod:`~lstm_inspect.analyses.memory_cudnn`) instead of the CPU's."""
+    cuDNN's kernel (:mod:`~lstm_inspect.analyses.memory_cudnn`) instead of the CPU's. ``memo``: a MetaMemo,
+    for a trace on meta tensors."""
     with mode:
         args = inputs()
-        tracker = live_storage_tracker()
+        tracker = live_storage_tracker(memo)
         rnn = memory_cudnn.cudnn_rnn_mode() if kernels == "cuda" else contextlib.nullcontext()
         with real_kernel_linear(tracker), rnn, tracker, _segment_marks(tracker, module):
             result = step(args)

@@ -141,10 +141,12 @@ class Estimator(contextlib.AbstractContextManager):
 
     def _trace_meta(self, batch: int, seq: int) -> "Trace":
         from lstm_inspect.analyses.memory_estimate import trace_increment
+        from lstm_inspect.meta_memo import memo_for
 
         try:
             inputs = lambda: self._inputs_of.inputs(batch, seq, "meta", self.lengths)  # noqa: E731
-            return trace_increment(self._meta_step, inputs, contextlib.nullcontext(), self._meta, self.kernels)
+            return trace_increment(self._meta_step, inputs, contextlib.nullcontext(), self._meta, self.kernels,
+                                   memo=memo_for(self._meta))
         finally:
             if self.train:
                 self._meta.zero_grad(set_to_none=True)
