@@ -70,7 +70,7 @@ def test_fitted_cells_equal_the_full_trace_within_the_tolerance(tmp_path, kind, 
     loaded = load_builtin(GRU) if kind == "gru" else _hf(tmp_path, kind)
     fitted, full = _both(loaded, mode=mode, optimizer=optimizer)
     extrapolated = [c for c in fitted.cells if c.extrapolated]
-    assert {(c.batch_size, c.seq_len) for c in extrapolated} == EXTRAPOLATED
+    assert {(c.batch_size, c.seq_len) for c in extrapolated} == EXTRAPOLATED, fitted.notes
     for got, want in zip(fitted.cells, full.cells):
         assert got.status == want.status == "ok"
         assert abs(got.estimated_bytes - want.estimated_bytes) <= TOLERANCE * want.estimated_bytes, (got, want)
@@ -123,7 +123,7 @@ def test_the_budget_search_on_the_law_agrees_with_full_traces(tmp_path):
     loaded = _hf(tmp_path, "mamba")
     with Estimator(loaded, torch.float32, train=False) as estimator:
         estimator.plan(BATCHES, SEQS)
-        assert estimator.law is not None
+        assert estimator.law is not None, (estimator.law_refused, estimator.route, estimator.notes)
         room = 3 * estimator(8, 24)
         fast = largest_batch(estimator, 24, room)
         assert fast.max_batch_size > max(BATCHES)          # beyond the grid: the law in batch size
@@ -139,7 +139,7 @@ def test_cli_marks_extrapolated_cells_in_json_and_table(tmp_path):
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
     validate(doc)
-    assert {(c["batch_size"], c["seq_len"]) for c in doc["cells"] if c["extrapolated"]} == EXTRAPOLATED
+    assert {(c["batch_size"], c["seq_len"]) for c in doc["cells"] if c["extrapolated"]} == EXTRAPOLATED, doc["notes"]
     table = CliRunner().invoke(app, args, env={"COLUMNS": "80"})
     assert table.exit_code == 0, table.output
     assert table.stdout.count("~") >= 8 and "extrapolated" in table.stdout

@@ -125,7 +125,10 @@ def cudnn_rnn_mode():
 
     class CudnnRnn(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
-            mode = functions.get(func)
+            try:
+                mode = functions.get(func)
+            except TypeError:   # an unhashable callable: not one of ours
+                mode = None
             if mode is None or kwargs or len(args) != 9 or _packed(args[1]):
                 return func(*args, **(kwargs or {}))
             return _cudnn_call(mode, *args)
