@@ -52,7 +52,7 @@ def _layout(args: tuple) -> tuple[int, int, int, int, int, int, int, int]:
     """``(rows, elem, mode, hidden, proj, layers, directions, weight elements)`` of a ``_cudnn_rnn`` call or
     its backward (they share the leading arguments); rows = time steps × batch (packed: the packed rows)."""
     x, weights = args[0], args[1]
-    if is_backward_args(args):
+    if _is_backward_args(args):
         mode, hidden, proj, layers, bidirectional = args[10], args[11], args[12], args[13], args[17]
     else:
         mode, hidden, proj, layers, bidirectional = args[6], args[7], args[8], args[9], args[13]
@@ -61,7 +61,7 @@ def _layout(args: tuple) -> tuple[int, int, int, int, int, int, int, int]:
             sum(int(w.numel()) for w in weights))
 
 
-def is_backward_args(args: tuple) -> bool:
+def _is_backward_args(args: tuple) -> bool:
     return len(args) > 20
 
 
