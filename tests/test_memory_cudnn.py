@@ -139,17 +139,17 @@ def test_the_backward_makes_one_flat_buffer_of_weight_gradients():
     """cuDNN returns the weight gradients as views of one buffer, and every .grad keeps it."""
     with fake_mode() as mode:
         module = torch.nn.LSTM(8, 16, 2)
-    x_holder = {}
+    seen = {}
 
     def step(args):
         out, _ = module(args[0])
         out.sum().backward()
-        x_holder["grads"] = [p.grad for p in module.parameters()]
+        seen["grads"] = [p.grad for p in module.parameters()]
 
     trace_increment(step, lambda: (torch.randn(5, 3, 8),), mode, kernels="cuda")
-    storages = {g.untyped_storage()._cdata for g in x_holder["grads"]}
+    storages = {g.untyped_storage()._cdata for g in seen["grads"]}
     assert len(storages) == 1
-    assert x_holder["grads"][0].untyped_storage().nbytes() == 4 * sum(p.numel() for p in module.parameters())
+    assert seen["grads"][0].untyped_storage().nbytes() == 4 * sum(p.numel() for p in module.parameters())
 
 
 def test_cli_estimates_for_cuda_without_a_gpu_and_says_so(recwarn):

@@ -58,7 +58,11 @@ def _layout(args: tuple) -> tuple[int, int, int, int, int, int, int, int]:
         mode, hidden, proj, layers, bidirectional = args[6], args[7], args[8], args[9], args[13]
     rows = x.numel() // x.shape[-1] if x.dim() else 0
     return (int(rows), x.element_size(), int(mode), int(hidden), int(proj), int(layers), 2 if bidirectional else 1,
-            sum(int(w.numel()) for w in weights))
+            _elements(weights))
+
+
+def _elements(tensors: Any) -> int:
+    return sum(int(t.numel()) for t in tensors)
 
 
 def _is_backward_args(args: tuple) -> bool:
@@ -107,7 +111,7 @@ def backward_outputs(args: tuple) -> tuple:
     output_mask = args[21]
     grads = []
     if output_mask[3]:
-        flat = weights[0].new_empty(sum(int(w.numel()) for w in weights))
+        flat = weights[0].new_empty(_elements(weights))
         offset = 0
         for w in weights:
             grads.append(flat[offset:offset + w.numel()].view(w.shape))
@@ -150,13 +154,13 @@ def _cudnn_call(mode: int, x, hx, params, has_biases, num_layers, dropout, train
     hidden = int(c.shape[2]) if c is not None else int(h.shape[2])
     proj = int(h.shape[2]) if c is not None and c.shape[2] != h.shape[2] else 0
     per_layer = (4 if has_biases else 2) + (1 if proj else 0)
-    if x.dtype in torch.backends.cudnn.CUDNN_TENSOR_DTYPES:
+    if params[0].dtype in torch.backends.cudnn.CUDNN_TENSOR_DTYPES:
         # The weights' own flat buffer (nn.RNNBase keeps them in one on CUDA): an alias, no new memory.
         flat = params[0].detach()
     else:
         # flatten_parameters() refuses dtypes cuDNN's Python side does not list (bfloat16): every call then
         # copies the weights into a new buffer (torch warns "compacted at every call"), which the backward keeps.
-        flat = x.new_empty(sum(int(p.numel()) for p in params))
+        flat = x.new_empty(_elements(params))
     output, hy, cy, _reserve, _ = torch._cudnn_rnn(
         x, list(params), per_layer, flat, h, c, mode, hidden, proj, num_layers, batch_first, dropout, train,
         bidirectional, [], None)
