@@ -30,6 +30,12 @@ def _tracker_class():
     class LiveStorageTracker(TorchDispatchMode):
         """Running total and peak of the bytes held by storages that ops created while active."""
 
+        @classmethod
+        def _should_skip_dynamo(cls) -> bool:
+            # torch wraps a mode's __torch_dispatch__ in ``torch._disable_dynamo`` unless this says no: two
+            # Python frames per op (a sixth of a per-step loop's trace) for a compiler that never runs here.
+            return False
+
         def __init__(self, memo: Callable | None = None) -> None:
             super().__init__()
             self.memo = memo        # on the meta route, a MetaMemo: runs each op or rebuilds its outputs

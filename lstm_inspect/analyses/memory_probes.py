@@ -3,8 +3,8 @@
 * :class:`Estimator`: a fake-tensor copy of the model at the asked dtype; ``estimator(batch, seq)`` is
   the estimated increment of one step (nothing allocated). A context manager: the fake copy lives
   between ``__enter__`` and ``__exit__``. Models without a built-in recurrent module are traced on the
-  ``meta`` device instead (several times faster per op: no fake-tensor dispatch), once the sweep's first
-  trace gave the same peak, segments and allocations on both (:data:`META_ROUTE`).
+  ``meta`` device instead (several times faster per op: no fake-tensor dispatch), where the warm-up step, traced
+  on both, gave the same peak, segments and allocations (:data:`META_ROUTE`).
 * :class:`Meter`: the model with real weights on a device, warmed up; ``meter(batch, seq)`` measures
   the increment of one real step (CUDA allocator statistics or the CPU profiler). A context manager:
   the weights are released on exit.
@@ -30,9 +30,13 @@ if TYPE_CHECKING:
 #: the route's name in ``Estimator.route``.
 META_ROUTE = "meta"
 META_DIFFERS = ("estimate traced on fake tensors: the meta-device trace (faster) differed from the fake-tensor "
-                "trace at {batch}×{seq} ({why})")
-META_SAME = ("estimate traced on the meta device, which gave the fake-tensor trace's figures at {batch}×{seq} "
-             "(same peak, segments and allocations)")
+                "trace of the warm-up step at {batch}×{seq} ({why})")
+META_SAME = ("estimate traced on the meta device, which gave the fake-tensor trace's figures on the warm-up step "
+             "at {batch}×{seq} (same peak, segments and allocations)")
+#: (batch, seq) of the warm-up step traced on both copies to choose the route: batch and sequence above 1, so that
+#: no size-1 dimension takes a shortcut (xLSTM runs a single-step kernel at seq 1), and small (a fake-tensor trace
+#: costs several times a meta one per op).
+ROUTE_CHECK = (2, 2)
 
 
 class Estimator(contextlib.AbstractContextManager):
@@ -49,7 +53,7 @@ class Estimator(contextlib.AbstractContextManager):
         self.law: Any = None                       # a FittedLaw once :meth:`plan` found one that holds
         self.law_refused: list[str] = []           # why a law that was tried does not hold (a note)
         self._known: dict[tuple[int, int], int] = {}   # traced cells: never traced twice
-        #: ``"meta"`` or ``"fake"`` once the sweep's first trace compared them; None before (or fake only).
+        #: ``"meta"`` or ``"fake"`` once the warm-up step compared them (entering); None before.
         self.route: str | None = None
         self.notes: tuple[str, ...] = ()
 
@@ -62,16 +66,39 @@ class Estimator(contextlib.AbstractContextManager):
         self.module, self.mode = self._copy.__enter__()
         self.module.train(self.train)
         self._step = make_step(self.train, self.loop, self.optimizer)(self.module)
-        self._warm_up(self._step, self.module, self.mode, "cpu")
         self._meta: Any = None
         if _meta_eligible(self._inputs_of.module, self.optimizer, self.lengths):
             self._meta = untied_meta_copy(self._inputs_of.module)
             self._meta.train(self.train)
             self._meta_step = make_step(self.train, self.loop, self.optimizer)(self._meta)
-            self._warm_up(self._meta_step, self._meta, contextlib.nullcontext(), "meta")
+            self._choose_route()
         else:
             self.route = "fake"
+            self._warm_up(self._step, self.module, self.mode, "cpu")
         return self
+
+    def _choose_route(self) -> None:
+        """Warm both copies up with one traced step at :data:`ROUTE_CHECK` and keep the meta route where the two
+        traces agree. The warm-up step is the comparison: whatever a first call does once (transformers' RWKV
+        rescales its weights in place, the optimizer creates its state) runs on both copies alike, so it is
+        compared too, and no cell pays for a fake-tensor trace of its own."""
+        batch, seq = ROUTE_CHECK
+        self.route = "fake"
+        try:
+            fake = self._trace_fake(batch, seq)
+        except Exception:  # noqa: BLE001 - the cells will report the failure themselves
+            return
+        why: str | None
+        try:
+            meta = self._trace_meta(batch, seq)
+        except Exception as exc:  # noqa: BLE001 - a forward that needs real data or a CPU device
+            why = f"the meta trace failed: {first_line(exc)}"
+        else:
+            why = _difference(fake, meta)
+        if why is None:
+            self.route, self.notes = META_ROUTE, (META_SAME.format(batch=batch, seq=seq),)
+        else:
+            self.notes = (META_DIFFERS.format(batch=batch, seq=seq, why=why),)
 
     def _warm_up(self, step: Any, module: "torch.nn.Module", mode: Any, device: str) -> None:
         """:func:`warm_up` of one traced copy: transformers' RWKV rescales its weights in place on its first
@@ -109,25 +136,9 @@ class Estimator(contextlib.AbstractContextManager):
         return self._known[(batch, seq)] + self.extra
 
     def trace(self, batch: int, seq: int) -> "Trace":
-        """One tracked step at (batch, seq) (without the resident optimizer state): on the meta copy once the
-        sweep's first trace found it gives the fake copy's figures, else on the fake copy."""
-        if self.route == META_ROUTE:
-            return self._trace_meta(batch, seq)
-        fake = self._trace_fake(batch, seq)
-        if self.route is None:
-            self.route = "fake"
-            why: str | None
-            try:
-                meta = self._trace_meta(batch, seq)
-            except Exception as exc:  # noqa: BLE001 - a forward that needs real data or a CPU device
-                why = f"the meta trace failed: {first_line(exc)}"
-            else:
-                why = _difference(fake, meta)
-                if why is None:
-                    self.route, self.notes = META_ROUTE, (META_SAME.format(batch=batch, seq=seq),)
-                    return meta          # its op count is the one the other (meta) traces will have
-            self.notes = (META_DIFFERS.format(batch=batch, seq=seq, why=why),)
-        return fake
+        """One tracked step at (batch, seq) (without the resident optimizer state): on the meta copy where the
+        warm-up found it gives the fake copy's figures (:meth:`_choose_route`), else on the fake copy."""
+        return self._trace_meta(batch, seq) if self.route == META_ROUTE else self._trace_fake(batch, seq)
 
     def _trace_fake(self, batch: int, seq: int) -> "Trace":
         from lstm_inspect.analyses.memory_estimate import trace_increment
