@@ -183,24 +183,43 @@ def _user_model(module: torch.nn.Module):
                        sample_input=token_batch_input(None))
 
 
+def _within_tolerance(fitted, full) -> None:
+    for got, want in zip(fitted.cells, full.cells):
+        assert abs(got.estimated_bytes - want.estimated_bytes) <= TOLERANCE * want.estimated_bytes, (got, want)
+
+
 @pytest.mark.parametrize("how", ["chunked", "wider"])
 def test_a_model_that_changes_path_inside_the_grid_is_never_extrapolated_across_it(how):
-    # The path changes at 36: past the fit lengths (8, 16) and a check at 32, before the grid's longest (40).
-    # A law fitted on the step-by-step path is wrong at 40; the check at the longest length sees the other path
-    # (other ops, or the same ops and other sizes) and refuses the law: every figure equals the full trace.
+    # The path changes at 36: past the fit lengths (8, 16) and the grid's 24, before its longest (40). A law fitted
+    # on the step-by-step path is wrong at 40; the check at the longest length sees the other path (other ops, or
+    # the same ops and other sizes), so the law is checked at 24, holds there and is kept up to it; 40 is traced.
     fitted, full = _both(_user_model(SwitchesPathAt(36, how)), mode="infer")
-    assert not any(c.extrapolated for c in fitted.cells)
-    assert [c.estimated_bytes for c in fitted.cells] == [c.estimated_bytes for c in full.cells]
-    # ... and the output says why every cell was traced (the check's cell named)
-    refused = [n for n in fitted.notes if n.startswith("every cell traced (slower)")]
-    assert len(refused) == 1
-    assert f"× {max(SEQS)}" in refused[0], refused
+    extrapolated = {(c.batch_size, c.seq_len) for c in fitted.cells if c.extrapolated}
+    assert extrapolated and all(t <= 24 for _, t in extrapolated)
+    assert all(not c.extrapolated for c in fitted.cells if c.seq_len >= 36)
+    _within_tolerance(fitted, full)
+    law = [n for n in fitted.notes if n.startswith("cells marked ~ are extrapolated")]
+    assert len(law) == 1 and "seq <= 24:" in law[0] and "seq >=" not in law[0], law
     # The control: with the switch past the grid, the same model is extrapolated, and rightly.
     fitted, full = _both(_user_model(SwitchesPathAt(1000, how)), mode="infer")
     assert {(c.batch_size, c.seq_len) for c in fitted.cells if c.extrapolated} == EXTRAPOLATED
-    assert not any(n.startswith("every cell traced") for n in fitted.notes)
-    for got, want in zip(fitted.cells, full.cells):
-        assert abs(got.estimated_bytes - want.estimated_bytes) <= TOLERANCE * want.estimated_bytes, (got, want)
+    _within_tolerance(fitted, full)
+
+
+def test_past_a_switch_three_lengths_or_more_get_a_law_of_their_own():
+    # Past the switch at 36 the same ops run per step, each keeping four times the state: the lengths 40, 48 and
+    # 64 get their own law (fitted at 40 and 48, checked at 64), and every figure is the full trace's.
+    seqs = [8, 16, 24, 40, 48, 64]
+    loaded = _user_model(SwitchesPathAt(36, "wider"))
+    fitted = sweep_memory(loaded, batch_sizes=BATCHES, seq_lens=seqs, method="estimate")
+    full = sweep_memory(loaded, batch_sizes=BATCHES, seq_lens=seqs, method="estimate", trace_every_cell=True)
+    extrapolated = {(c.batch_size, c.seq_len) for c in fitted.cells if c.extrapolated}
+    assert {t for _, t in extrapolated} >= {24, 64}, extrapolated
+    # the fit points of the second law are traces, not extrapolations
+    assert not {(2, 40), (8, 40), (2, 48), (8, 48), (1, 40), (1, 48), (4, 64), (1, 64)} & extrapolated
+    _within_tolerance(fitted, full)
+    law = [n for n in fitted.notes if n.startswith("cells marked ~ are extrapolated")]
+    assert len(law) == 1 and "seq <= 24:" in law[0] and "seq >= 40:" in law[0], law
 
 
 def test_a_grid_of_batch_one_alone_takes_the_far_check_itself():

@@ -91,7 +91,7 @@ def sweep_memory(
         estimator = stack.enter_context(Estimator(loaded, tdtype, kernels=kernels, **probe)) if estimating else None
         if estimator is not None and not trace_every_cell:
             estimator.plan(batch_sizes, seq_lens)
-            notes = (*notes, *_law_notes(estimator))
+            notes = (*notes, *_law_notes(estimator, batch_sizes, seq_lens))
         meter = stack.enter_context(Meter(loaded, device, tdtype, **probe)) if method != "estimate" else None
         cells, interrupted = _grid(batch_sizes, seq_lens, estimator, meter, report_estimate=method != "measure",
                                    on_cell=on_cell, should_stop=should_stop, admit=admit)
@@ -220,8 +220,8 @@ def largest_batch(estimate: Callable[[int, int], int], seq: int, room: int) -> B
     return BudgetFit(seq, low, estimate(low, seq))
 
 
-def _law_notes(estimator: Estimator) -> tuple[str, ...]:
-    if estimator.law is None:
+def _law_notes(estimator: Estimator, batch_sizes: Sequence[int], seq_lens: Sequence[int]) -> tuple[str, ...]:
+    if not any(estimator.extrapolated(b, s) for b in batch_sizes for s in seq_lens):
         return tuple(f"every cell traced (slower): the law fitted to a few traces does not hold here: {reason}"
                      for reason in estimator.law_refused[:1])
     return (f"cells marked ~ are extrapolated (the model runs one op per time step): {estimator.law.describe()}",)

@@ -12,8 +12,9 @@ two short sequence lengths fix the laws; the increment at any cell is the larges
 group's middle batch and the grid's longest sequence, checks them where they are used: when the ops it ran
 are not the ones the fit predicts (a code path chosen by length, such as xLSTM's chunked kernel from 64 on) or
 a segment's prediction misses by more than :data:`TOLERANCE` of its traced peak (a quadratic term such as
-attention scores, a segment that appears only at some sizes), the law is not used and every cell is traced.
-That far check is made once, for the group of larger batches (most of the grid); batch 1's own piece is
+attention scores, a segment that appears only at some sizes), the law is not used past the last of the grid's
+lengths where it holds (checked there, at cells of the grid); the lengths past it get a law of their own where
+there are three of them or more (xLSTM's 64, 128 and 256), and their cells are traced otherwise. That far check is made once, for the group of larger batches (most of the grid); batch 1's own piece is
 checked at :data:`NEAR_CHECK` steps (the far check costs about as much as every fit trace together, per step
 the same at any batch).
 """
@@ -55,29 +56,85 @@ class Piece:
 
 
 @dataclass(frozen=True)
-class FittedLaw:
-    """Batch 1 has its own piece (a size-1 dimension makes some copies no-ops); larger batches share one.
-    The increment at a cell is the largest segment's."""
+class Regime:
+    """The law over a range of sequence lengths (``last`` None: no end): batch 1 has its own piece (a size-1
+    dimension makes some copies no-ops); larger batches share one."""
 
+    first: int
+    last: int | None
     pieces: tuple[Piece, ...]
+
+    def covers(self, seq: int) -> bool:
+        return self.first <= seq and (self.last is None or seq <= self.last)
 
     def __call__(self, batch: int, seq: int) -> int:
         one = [p for p in self.pieces if p.batches == (1, 1)]
         return (one[0] if batch == 1 and one else self.pieces[-1])(batch, seq)
 
     def describe(self) -> str:
-        return (f"per segment of the step (between module calls), bytes = a + b·batch + c·seq + d·batch·seq, "
-                f"{'; '.join(p.describe() for p in self.pieces)}; within {TOLERANCE:.0%}")
+        return "; ".join(p.describe() for p in self.pieces)
 
 
-def fit_law(trace: Callable[[int, int], Trace], batch_sizes: Sequence[int], seq_lens: Sequence[int], *,
+@dataclass(frozen=True)
+class FittedLaw:
+    """The law of each range of sequence lengths the grid's cells fall in: one over every length, or two where the
+    model changes its code path inside the grid (a length in neither is traced). The increment at a cell is the
+    largest segment's."""
+
+    regimes: tuple[Regime, ...]
+
+    def covers(self, seq: int) -> bool:
+        return any(r.covers(seq) for r in self.regimes)
+
+    def __call__(self, batch: int, seq: int) -> int:
+        for regime in self.regimes:
+            if regime.covers(seq):
+                return regime(batch, seq)
+        raise ValueError(f"no law covers sequence length {seq}")
+
+    def describe(self) -> str:
+        laws = "bytes = a + b·batch + c·seq + d·batch·seq"
+        if len(self.regimes) == 1 and self.regimes[0].last is None and self.regimes[0].first <= 1:
+            return f"per segment of the step (between module calls), {laws}, {self.regimes[0].describe()}; " \
+                   f"within {TOLERANCE:.0%}"
+        ranges = "; ".join(f"{_range(r)}: {r.describe()}" for r in self.regimes)
+        return (f"per segment of the step (between module calls), {laws}, one law per range of lengths (the model "
+                f"changes its code path between them; a length in neither is traced): {ranges}; within {TOLERANCE:.0%}")
+
+
+def _range(regime: Regime) -> str:
+    if regime.last is None:
+        return f"seq >= {regime.first}"
+    return f"seq <= {regime.last}" if regime.first <= 1 else f"seq {regime.first}-{regime.last}"
+
+
+#: ``trace(batch, seq)``: one tracked step.
+Tracer = Callable[[int, int], Trace]
+
+
+def fit_law(trace: Tracer, batch_sizes: Sequence[int], seq_lens: Sequence[int], *,
             force: bool = False, why: list[str] | None = None) -> tuple[FittedLaw | None, dict[tuple[int, int], int]]:
     """(the law, or None where it does not hold or would not save traces; the peaks of every point traced).
 
     ``force``: fit even where the step runs as many ops whatever the length, or where tracing every cell
     would cost less (tests). ``why``: receives, in words, why a law that was tried does not hold (nothing when
-    none was tried: fused kernels, a grid too small to save traces)."""
-    traced: dict[tuple[int, int], int] = {}
+    none was tried: fused kernels, a grid too small to save traces).
+
+    When the law fitted at :data:`FIT_SEQS` misses at the grid's longest length (a code path chosen by length,
+    as xLSTM's chunked kernel from 64 on), it is checked at the grid's lengths in turn and kept up to the last
+    one it holds at; the lengths past it get a law of their own, fitted at their two shortest and checked at
+    their longest, where there are three or more of them (else their cells are traced). Every point those
+    checks and fits trace is a cell of the grid, so trying costs no more than tracing every cell."""
+    known: dict[tuple[int, int], Trace] = {}
+
+    def cached(batch: int, seq: int) -> Trace:
+        if (batch, seq) not in known:
+            known[(batch, seq)] = trace(batch, seq)
+        return known[(batch, seq)]
+
+    def peaks() -> dict[tuple[int, int], int]:
+        return {p: t.peak for p, t in known.items()}
+
     why = [] if why is None else why
     longest = max(seq_lens)
     larger = sorted(b for b in set(batch_sizes) if b > 1)
@@ -87,33 +144,66 @@ def fit_law(trace: Callable[[int, int], Trace], batch_sizes: Sequence[int], seq_
     # A trace costs about one unit per time step: the law's traces against every cell's.
     law_cost = sum((1 if len(g) == 1 else 2) * sum(FIT_SEQS) + check for g, check in zip(groups, checks))
     if not force and (longest <= FIT_SEQS[-1] or law_cost >= len(set(batch_sizes)) * sum(set(seq_lens))):
-        return None, traced
+        return None, {}
+    pieces = _fit_pieces(cached, groups, FIT_SEQS, checks, force, why)
+    if pieces is not None:
+        return FittedLaw((Regime(1, None, pieces),)), peaks()
+    if force:
+        return None, peaks()
+    regimes = _split(cached, groups, sorted(set(seq_lens)), why)
+    return (FittedLaw(regimes) if regimes else None), peaks()
+
+
+def _split(trace: Tracer, groups: list[list[int]], seqs: list[int], why: list[str]) -> tuple[Regime, ...]:
+    """The regimes of the grid's lengths where the law over every length missed (see :func:`fit_law`)."""
+    above = [s for s in seqs if s > FIT_SEQS[-1]]
+    low, last = None, None
+    for seq in above[:-1]:                      # the longest was checked already
+        refused: list[str] = []
+        pieces = _fit_pieces(trace, groups, FIT_SEQS, [seq] * len(groups), False, refused)
+        if pieces is None:
+            break
+        low, last = pieces, seq
+    if low is None or last is None:
+        return ()
+    regimes = [Regime(1, last, low)]
+    rest = [s for s in above if s > last]
+    if len(rest) >= 3:
+        refused = []
+        high = _fit_pieces(trace, groups, (rest[0], rest[1]), [rest[-1]] * len(groups), False, refused)
+        if high is not None:
+            regimes.append(Regime(rest[0], None, high))
+        else:
+            why += refused
+    return tuple(regimes)
+
+
+def _fit_pieces(trace: Tracer, groups: list[list[int]], fit_seqs: tuple[int, int], checks: Sequence[int],
+                force: bool, why: list[str]) -> tuple[Piece, ...] | None:
     pieces = []
     for group, check in zip(groups, checks):
-        piece = _fit_piece(trace, (group[0], group[-1]), (group[len(group) // 2], check), traced, force, why)
+        piece = _fit_piece(trace, (group[0], group[-1]), fit_seqs, (group[len(group) // 2], check), force, why)
         if piece is None:
-            return None, traced
+            return None
         pieces.append(piece)
-    return FittedLaw(tuple(pieces)), traced
+    return tuple(pieces)
 
 
-def _fit_piece(trace: Callable[[int, int], Trace], batches: tuple[int, int], check: tuple[int, int],
-               traced: dict[tuple[int, int], int], force: bool, why: list[str]) -> Piece | None:
-    """The law for ``batches``, fitted at :data:`FIT_SEQS` and checked at ``check``: the group's middle batch at
+def _fit_piece(trace: Tracer, batches: tuple[int, int], fit_seqs: tuple[int, int], check: tuple[int, int],
+               force: bool, why: list[str]) -> Piece | None:
+    """The law for ``batches``, fitted at ``fit_seqs`` and checked at ``check``: the group's middle batch at
     the grid's longest sequence, so that the law is verified at the far end of where it is used (a model that
     changes its code path at some length, as xLSTM's chunked kernel from 64 on, is caught there); batch 1's
     own piece at :data:`NEAR_CHECK` when the larger batches take the far check."""
-    (b1, b2), (t1, t2) = batches, FIT_SEQS
+    (b1, b2), (t1, t2) = batches, fit_seqs
     fit_points = list(dict.fromkeys([(b1, t1), (b2, t1), (b1, t2), (b2, t2)]))
     traces = {p: trace(*p) for p in fit_points}
-    traced.update({p: t.peak for p, t in traces.items()})
     ops = {p: t.ops for p, t in traces.items()}
     if ops[(b1, t1)] == ops[(b1, t2)] and not force:
         return None  # as many ops whatever the length (fused kernels): tracing every cell costs as much
     traces[check] = trace(*check)
-    traced[check] = traces[check].peak
     at = f"{check[0]} × {check[1]}"
-    if not force and not _same_code_path(ops, traces[check].ops, batches, check):
+    if not force and not _same_code_path(ops, traces[check].ops, batches, fit_seqs, check):
         why.append(f"the check at {at} ran other ops than the traces at seq {t1} and {t2} predict (a code path "
                    "chosen by size or batch)")
         return None
@@ -131,17 +221,17 @@ def _fit_piece(trace: Callable[[int, int], Trace], batches: tuple[int, int], che
     if error > TOLERANCE:
         why.append(f"a segment missed its law by {error:.1%} at the check {at} (more than {TOLERANCE:.0%})")
         return None
-    expected = max(traced[check], 1)
+    expected = max(traces[check].peak, 1)
     unique = tuple(_undominated(terms))
     return Piece((b1, b2), (t1, t2), check, float(abs(max(_value(t, *check) for t in unique) - expected) / expected),
                  unique)
 
 
 def _same_code_path(ops: dict[tuple[int, int], int], check_ops: int, batches: tuple[int, int],
-                    check: tuple[int, int]) -> bool:
+                    fit_seqs: tuple[int, int], check: tuple[int, int]) -> bool:
     """Whether the check ran the ops the fit points predict: as many at every batch size, and a count affine in
     the length (a code path chosen by size, such as a chunked kernel past some length, breaks either)."""
-    (b1, b2), (t1, t2) = batches, FIT_SEQS
+    (b1, b2), (t1, t2) = batches, fit_seqs
     if ops[(b1, t1)] != ops[(b2, t1)] or ops[(b1, t2)] != ops[(b2, t2)]:
         return False
     per_step = Fraction(ops[(b1, t2)] - ops[(b1, t1)], t2 - t1)

@@ -126,11 +126,11 @@ class Estimator(contextlib.AbstractContextManager):
 
     def extrapolated(self, batch: int, seq: int) -> bool:
         """Whether ``self(batch, seq)`` comes from the fitted law rather than a trace."""
-        return self.law is not None and (batch, seq) not in self._known
+        return self.law is not None and self.law.covers(seq) and (batch, seq) not in self._known
 
     def __call__(self, batch: int, seq: int) -> int:
         if (batch, seq) not in self._known:
-            if self.law is not None:
+            if self.law is not None and self.law.covers(seq):
                 return self.law(batch, seq) + self.extra
             self._known[(batch, seq)] = self.trace(batch, seq).peak
         return self._known[(batch, seq)] + self.extra
