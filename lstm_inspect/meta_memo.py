@@ -30,6 +30,7 @@ _PLAIN = frozenset({int, float, bool, type(None), str, torch.dtype, torch.device
                     torch.memory_format})
 _TENSORS = frozenset({torch.Tensor, torch.nn.Parameter})
 _RETURN_TYPES = frozenset({"Tensor", "List[Tensor]"})
+_STRIDED = torch.strided
 #: Entries kept at most (a sweep of the default grid records a few thousand); past it, nothing new is recorded.
 MAX_ENTRIES = 200_000
 
@@ -48,9 +49,12 @@ class MetaMemo:
         self._functional: dict[Any, bool] = {}
         self.hits = 0
         self.misses = 0
+        #: whether the last call's outputs were built from the memo (new storages, none an argument's)
+        self.rebuilt = False
 
     def __call__(self, func: Callable, args: tuple, kwargs: dict) -> Any:
         """``func(*args, **kwargs)``, built from the memo where an earlier call recorded it."""
+        self.rebuilt = False
         key = self._key(func, args, kwargs)
         if key is None:
             return func(*args, **kwargs)
@@ -59,6 +63,7 @@ class MetaMemo:
             return func(*args, **kwargs)
         if entry is not ...:
             self.hits += 1
+            self.rebuilt = True
             return _rebuild(entry)
         self.misses += 1
         out = func(*args, **kwargs)
@@ -75,7 +80,7 @@ class MetaMemo:
         storages: dict[int, int] = {}
         try:
             return (func, torch.get_default_dtype(), _key_of(args, storages),
-                    tuple((name, _key_of(value, storages)) for name, value in kwargs.items()))
+                    tuple([(name, _key_of(value, storages)) for name, value in kwargs.items()]) if kwargs else ())
         except _NotMemoisable:
             return None
 
@@ -93,7 +98,7 @@ def purely_functional(func: Any) -> bool:
 def _key_of(value: Any, storages: dict[int, int]) -> Any:
     kind = type(value)
     if kind in _TENSORS:
-        if not value.is_meta or value.layout is not torch.strided or value.is_conj() or value.is_neg():
+        if not value.is_meta or value.layout is not _STRIDED or value.is_conj() or value.is_neg():
             raise _NotMemoisable
         # Arguments that share a storage are numbered alike (the first one's position).
         shared = storages.setdefault(value.untyped_storage()._cdata, len(storages))
@@ -103,7 +108,7 @@ def _key_of(value: Any, storages: dict[int, int]) -> Any:
             raise _NotMemoisable                      # a factory or copy to a real device
         return (kind, value)
     if kind is tuple or kind is list:
-        return (kind, tuple(_key_of(v, storages) for v in value))
+        return (kind, tuple([_key_of(v, storages) for v in value]))
     raise _NotMemoisable
 
 

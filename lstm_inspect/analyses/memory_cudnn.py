@@ -44,6 +44,11 @@ def _ops() -> tuple[Any, Any]:
     return _CUDNN_OPS
 
 
+def is_rnn_op(func: Any) -> bool:
+    """Whether ``func`` is ``_cudnn_rnn`` or its backward (whose memory this module models)."""
+    return func in _ops()
+
+
 def is_backward(func: Any) -> bool:
     return func is _ops()[1]
 

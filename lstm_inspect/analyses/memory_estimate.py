@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from lstm_inspect.analyses import memory_cudnn
 from lstm_inspect.analyses.memory_onednn import rnn_workspace_bytes, transient_bytes
+from lstm_inspect.torch_adapters import mkldnn_layer
 
 if TYPE_CHECKING:
     import torch
@@ -53,6 +54,8 @@ def _tracker_class():
             self._ops: list[Any] = [None]
             self._segment_peak = 0
             self._sizes: dict[int, int] = {}
+            self._refs: dict[int, tuple[Any, int]] = {}   # id of a weak reference to a storage: (it, storage key)
+            self._rnn: dict[Any, bool] = {}               # per op: a recurrent kernel whose memory is modelled
 
         def mark(self, label: Any) -> None:
             """End the current segment of the run (a module entered or left, a gradient accumulated)."""
@@ -63,27 +66,37 @@ def _tracker_class():
             self._profile, self._ops = [self.live], [None]
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if memory_cudnn.is_backward(func):   # no meta kernel: its outputs as the CUDA kernel makes them
+            rnn = self._rnn.get(func)
+            if rnn is None:
+                rnn = self._rnn[func] = memory_cudnn.is_rnn_op(func) or mkldnn_layer(func) is not None
+            if rnn and memory_cudnn.is_backward(func):
+                # no meta kernel: its outputs as the CUDA kernel makes them (the weight gradients share one buffer)
                 out = memory_cudnn.backward_outputs(args)
             else:
                 out = func(*args, **(kwargs or {})) if self.memo is None else self.memo(func, args, kwargs or {})
-                out = _separate_outputs(func, out)
+                if not isinstance(out, _Tensor):    # one output aliases no other
+                    out = _separate_outputs(func, out)
             self.ops += 1
-            transient = transient_bytes(func, args) + memory_cudnn.transient_bytes(func, args)
-            flat_out = _tensors((out,))
+            transient = transient_bytes(func, args) + memory_cudnn.transient_bytes(func, args) if rnn else 0
+            flat_out = [out] if isinstance(out, _Tensor) else _tensors((out,))
             if not flat_out:
                 if transient:
                     self._note(func, self.live + transient)
                 return out
-            # Views and in-place ops hand back an input's storage: no new memory.
-            inputs = {_storage_key(t) for t in _tensors(args)}
-            if kwargs:
-                inputs.update(_storage_key(t) for t in _tensors(kwargs.values()))
-            workspace = rnn_workspace_bytes(func, args)
-            reserve = memory_cudnn.reserve_bytes(func, args)
             before = self.live
-            for i, tensor in enumerate(flat_out):
-                self._adopt(tensor, inputs, workspace if tensor is flat_out[-1] else reserve if i == 3 else 0)
+            if self.memo is not None and self.memo.rebuilt and not rnn:
+                # outputs the memo built just now: new storages, none of them an input's
+                for tensor in flat_out:
+                    self._adopt(tensor, _NO_INPUTS, 0)
+            else:
+                # Views and in-place ops hand back an input's storage: no new memory.
+                inputs = {_storage_key(t) for t in _tensors(args)}
+                if kwargs:
+                    inputs.update(_storage_key(t) for t in _tensors(kwargs.values()))
+                workspace = rnn_workspace_bytes(func, args) if rnn else 0
+                reserve = memory_cudnn.reserve_bytes(func, args) if rnn else 0
+                for i, tensor in enumerate(flat_out):
+                    self._adopt(tensor, inputs, workspace if tensor is flat_out[-1] else reserve if i == 3 else 0)
             if transient or self.live > before:
                 self._note(func, self.live + transient)
             return out
@@ -98,17 +111,26 @@ def _tracker_class():
             if self.live > before:
                 self._note(func, self.live)
 
-        def _adopt(self, tensor: Any, inputs: set, workspace: int) -> None:
-            key = _storage_key(tensor)
-            if key is None or key in inputs or key in self._sizes:
+        def _adopt(self, tensor: Any, inputs: Any, workspace: int) -> None:
+            try:
+                storage = tensor.untyped_storage()
+            except (RuntimeError, NotImplementedError, AttributeError):
+                return  # e.g. sparse or nested tensors: no plain storage to follow
+            key = storage._cdata
+            if key in inputs or key in self._sizes:
                 return
-            storage = tensor.untyped_storage()
             size = max(int(storage.nbytes()), workspace)
             self._sizes[key] = size
             self.live += size
             # The storage's Python object is preserved while the storage lives (held by a tensor or by
-            # autograd's saved tensors), so the finaliser runs when the memory would be freed.
-            weakref.finalize(storage, self._release, key)
+            # autograd's saved tensors), so the weak reference's callback runs when the memory would be freed.
+            ref = weakref.ref(storage, self._released)
+            self._refs[id(ref)] = (ref, key)
+
+        def _released(self, ref: Any) -> None:
+            entry = self._refs.pop(id(ref), None)
+            if entry is not None:
+                self._release(entry[1])
 
         def _note(self, func: Any, total: int) -> None:
             self._profile.append(total)
@@ -123,6 +145,10 @@ def _tracker_class():
                 self.live -= size
 
     return LiveStorageTracker
+
+
+_NO_INPUTS: frozenset = frozenset()
+_Tensor: Any = None     # torch.Tensor, set when the tracker class is built (importing this module imports no torch)
 
 
 def _tensors(values: Any) -> list:
@@ -186,8 +212,11 @@ _TRACKER = None
 
 def live_storage_tracker(memo: Callable | None = None):
     """A new tracking dispatch mode; enter it inside the FakeTensorMode (or on real or meta tensors)."""
-    global _TRACKER
+    global _TRACKER, _Tensor
     if _TRACKER is None:
+        import torch
+
+        _Tensor = torch.Tensor
         _TRACKER = _tracker_class()
     return _TRACKER(memo)
 
