@@ -33,6 +33,10 @@ META_DIFFERS = ("estimate traced on fake tensors: the meta-device trace (faster)
                 "trace of the warm-up step at {batch}×{seq} ({why})")
 META_SAME = ("estimate traced on the meta device, which gave the fake-tensor trace's figures on the warm-up step "
              "at {batch}×{seq} (same peak, segments and allocations)")
+DEPTH_SAME = ("estimate traced on copies of the model whose {path} keeps its first {low} and {high} of {depth} "
+              "layers, extended to {depth} (what is live in a layer is affine in its index and the depth); the "
+              "extension gave the model's own trace at {batch}×{seq} (same peak, segments and allocations)")
+DEPTH_REFUSED = "estimate traced at the model's full depth: its copies with fewer layers do not stand for it: {why}"
 #: (batch, seq) of the warm-up step traced on both copies to choose the route: batch and sequence above 1, so that
 #: no size-1 dimension takes a shortcut (xLSTM runs a single-step kernel at seq 1), and small (a fake-tensor trace
 #: costs several times a meta one per op).
@@ -67,11 +71,14 @@ class Estimator(contextlib.AbstractContextManager):
         self.module.train(self.train)
         self._step = make_step(self.train, self.loop, self.optimizer)(self.module)
         self._meta: Any = None
+        self._shallow: ShallowCopies | None = None
         if _meta_eligible(self._inputs_of.module, self.optimizer, self.lengths):
             self._meta = untied_meta_copy(self._inputs_of.module)
             self._meta.train(self.train)
             self._meta_step = make_step(self.train, self.loop, self.optimizer)(self._meta)
             self._choose_route()
+            if self.route == META_ROUTE:
+                self._shallow = ShallowCopies.of(self)
         else:
             self.route = "fake"
             self._warm_up(self._step, self.module, self.mode, "cpu")
@@ -138,7 +145,15 @@ class Estimator(contextlib.AbstractContextManager):
     def trace(self, batch: int, seq: int) -> "Trace":
         """One tracked step at (batch, seq) (without the resident optimizer state): on the meta copy where the
         warm-up found it gives the fake copy's figures (:meth:`_choose_route`), else on the fake copy."""
-        return self._trace_meta(batch, seq) if self.route == META_ROUTE else self._trace_fake(batch, seq)
+        if self.route != META_ROUTE:
+            return self._trace_fake(batch, seq)
+        if self._shallow is not None:
+            extended, why = self._shallow.trace(batch, seq)
+            if extended is not None:
+                return extended
+            self._shallow = None
+            self.notes = (*self.notes, DEPTH_REFUSED.format(why=why))
+        return self._trace_meta(batch, seq)
 
     def _trace_fake(self, batch: int, seq: int) -> "Trace":
         from lstm_inspect.analyses.memory_estimate import trace_increment
@@ -161,6 +176,75 @@ class Estimator(contextlib.AbstractContextManager):
         finally:
             if self.train:
                 self._meta.zero_grad(set_to_none=True)
+
+
+class ShallowCopies:
+    """Copies of the model whose stack of layers keeps its first :data:`~.memory_depth.SHALLOW` layers: their
+    traces, extended to the model's depth (:func:`~.memory_depth.extend`), stand for its own once the extension
+    gave the model's own trace at :data:`~.memory_depth.DEPTH_CHECK` (checked at the first trace)."""
+
+    def __init__(self, estimator: Estimator, stack: Any) -> None:
+        from lstm_inspect.analyses.memory_depth import SHALLOW, canonical_names, shallow_copy
+        from lstm_inspect.meta_memo import memo_for
+
+        self.estimator, self.stack = estimator, stack
+        self.memo = memo_for(estimator._meta)       # one memo for the model and its copies: the same ops
+        self.copies = []
+        for depth in SHALLOW:
+            module = shallow_copy(estimator._inputs_of.module, stack, depth, untied_meta_copy)
+            module.train(estimator.train)
+            step = make_step(estimator.train, estimator.loop, estimator.optimizer)(module)
+            estimator._warm_up(step, module, contextlib.nullcontext(), "meta")
+            self.copies.append((module, step, canonical_names(module, stack)))
+        self.checked = False
+
+    @classmethod
+    def of(cls, estimator: Estimator) -> "ShallowCopies | None":
+        """The copies, where the model has a stack deep enough to gain from them (:func:`~.memory_depth.find_stack`)."""
+        from lstm_inspect.analyses.memory_depth import find_stack
+
+        stack = find_stack(estimator._meta)
+        if stack is None:
+            return None
+        try:
+            return cls(estimator, stack)
+        except Exception:  # noqa: BLE001 - a model that cannot be cut short is traced at full depth
+            return None
+
+    def trace(self, batch: int, seq: int) -> "tuple[Trace | None, str]":
+        """(the extended trace at (batch, seq), "") or (None, why it does not stand for the model's)."""
+        from lstm_inspect.analyses.memory_depth import DEPTH_CHECK, SHALLOW, canonical_names, difference, relabel
+
+        if not self.checked:
+            self.checked = True
+            estimator = self.estimator
+            full = relabel(estimator._trace_meta(*DEPTH_CHECK), canonical_names(estimator._meta, self.stack))
+            extended, why = self._extended(*DEPTH_CHECK)
+            if extended is None:
+                return None, why
+            differs = difference(extended, full)
+            if differs is not None:
+                return None, f"at {DEPTH_CHECK[0]}×{DEPTH_CHECK[1]} the extension differed from the model's own " \
+                             f"trace ({differs})"
+            estimator.notes = (*estimator.notes, DEPTH_SAME.format(
+                low=SHALLOW[0], high=SHALLOW[1], depth=self.stack.depth, path=self.stack.path,
+                batch=DEPTH_CHECK[0], seq=DEPTH_CHECK[1]))
+        return self._extended(batch, seq)
+
+    def _extended(self, batch: int, seq: int) -> "tuple[Trace | None, str]":
+        from lstm_inspect.analyses.memory_depth import extend, relabel
+        from lstm_inspect.analyses.memory_estimate import trace_increment
+
+        estimator, traces = self.estimator, []
+        for module, step, names in self.copies:
+            try:
+                traced = trace_increment(step, lambda: estimator._inputs_of.inputs(batch, seq, "meta", None),
+                                         contextlib.nullcontext(), module, estimator.kernels, memo=self.memo)
+            finally:
+                if estimator.train:
+                    module.zero_grad(set_to_none=True)
+            traces.append(relabel(traced, names))
+        return extend(traces[0], traces[1], self.stack.depth)
 
 
 def warm_up(step: Any, inputs: Any, module: "torch.nn.Module", train: bool,

@@ -1,0 +1,249 @@
+"""A deep model's trace from the traces of two shallow copies: its stack of layers extended to full depth.
+
+A per-step loop costs one Python dispatch per op, per layer and per time step: transformers' default Mamba, RWKV
+and xLSTM have 32 layers and run 400 to 1,800 ops per step, so one trace at 256 steps dispatches 100,000 to
+470,000 ops, and a backward doubles that. But the layers of a stack run the same ops on the same shapes, and
+what is live at any point of layer ``k`` of a model ``D`` layers deep is affine in ``k`` and ``D``: activations
+that earlier layers saved for the backward grow with ``k``, gradients that later layers accumulated grow with
+``D − k``, and the rest is the same in every layer. Layers next to the ends may differ (a state that only the
+first two layers start, the last layer's backward which receives one gradient instead of two), so
+:data:`HEAD` leading and :data:`TAIL` trailing layers are kept apart and only the layers between them repeat.
+
+Copies of the model whose stack keeps its first layers (``SHALLOW = (4, 5)``: two leading layers, one or two
+repeated, one trailing) are traced instead of the model. Every point of a trace (the live total at a segment's
+start and after each allocating op) then has values at three (layer, depth) pairs of a repeated layer, which fix
+``a + b·k + c·D``, and at two depths outside them (``a + c·D``). :func:`extend` writes the full-depth trace: its
+segments in order, each one's points and peak, and its op count (affine in ``D``).
+
+It is checked, not assumed: the extended trace must equal the full model's own trace at :data:`DEPTH_CHECK`
+exactly (every segment's label and peak, every point, the op count); anything else (a cache sized by the
+configured depth, an op every few layers such as RWKV's rescaling in inference, a stack not called in order)
+and the model is traced at full depth. The extension is refused earlier where the copies' traces do not line up.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from lstm_inspect.analyses.memory_estimate import Trace
+
+if TYPE_CHECKING:
+    from torch import nn
+
+#: Leading and trailing layers of the stack kept apart from the repeated ones.
+HEAD, TAIL = 2, 1
+#: The depths of the two shallow copies: the leading and trailing layers and one, then two, repeated layers.
+SHALLOW = (HEAD + 1 + TAIL, HEAD + 2 + TAIL)
+#: The fewest layers a stack needs for its copies to be traced instead (they cost 4 + 5 layers per trace).
+MIN_DEPTH = 16
+#: (batch, seq) where the extended trace is compared with the full model's own.
+DEPTH_CHECK = (2, 8)
+#: The label of a module that is not the model's (transformers' ``ACT2FN[name]`` makes one per call).
+UNREGISTERED = "a module made during the call"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The model's deepest stack of layers: a ModuleList at ``path`` of ``depth`` layers of one class whose
+    layers have the same parameters and buffers (names, shapes, dtypes) but for the first :data:`HEAD`."""
+
+    path: str
+    depth: int
+
+
+def find_stack(module: "nn.Module") -> Stack | None:
+    """The deepest stack of at least :data:`MIN_DEPTH` layers, or None."""
+    from torch import nn
+
+    best: Stack | None = None
+    for path, child in module.named_modules():
+        if not path or not isinstance(child, nn.ModuleList) or len(child) < MIN_DEPTH:
+            continue
+        if best is not None and len(child) <= best.depth:
+            continue
+        layers = list(child)
+        if len({type(layer) for layer in layers}) != 1:
+            continue
+        signatures = [_signature(layer) for layer in layers[HEAD:]]
+        if all(s == signatures[0] for s in signatures):
+            best = Stack(path, len(layers))
+    return best
+
+
+def _signature(layer: "nn.Module") -> tuple:
+    return (tuple((n, tuple(p.shape), p.dtype, p.requires_grad) for n, p in layer.named_parameters()),
+            tuple((n, tuple(b.shape), b.dtype) for n, b in layer.named_buffers()))
+
+
+def shallow_copy(module: "nn.Module", stack: Stack, depth: int,
+                 copier: Callable[["nn.Module"], "nn.Module"] = copy.deepcopy) -> "nn.Module":
+    """A copy of ``module`` (made by ``copier``) whose stack keeps its first ``depth`` layers; a config the copy
+    holds (transformers' ``config``) says so too where it named the full depth (``num_hidden_layers``)."""
+    from torch import nn
+
+    parent_path, _, name = stack.path.rpartition(".")
+    parent = module.get_submodule(parent_path)
+    full = parent._modules[name]
+    assert isinstance(full, nn.ModuleList), stack.path
+    parent._modules[name] = nn.ModuleList(list(full)[:depth])
+    try:
+        shallow = copier(module)
+    finally:
+        parent._modules[name] = full
+    config = getattr(shallow, "config", None)
+    if config is not None and getattr(config, "num_hidden_layers", None) == stack.depth:
+        try:
+            config.num_hidden_layers = depth
+        except (AttributeError, ValueError, TypeError):
+            pass
+    return shallow
+
+
+def canonical_names(module: "nn.Module", stack: Stack) -> dict[int, tuple[int | None, str]]:
+    """``id`` of each module and parameter → (its layer's index in the stack, or None; its name in the layer,
+    or in the model outside the stack)."""
+    prefix = stack.path + "."
+    names: dict[int, tuple[int | None, str]] = {}
+    for named in (module.named_modules(), module.named_parameters()):
+        for name, obj in named:
+            if name.startswith(prefix):
+                index, _, rest = name[len(prefix):].partition(".")
+                names[id(obj)] = (int(index), rest)
+            else:
+                names.setdefault(id(obj), (None, name))
+    return names
+
+
+def relabel(trace: Trace, names: dict[int, tuple[int | None, str]]) -> Trace:
+    """``trace`` with each segment's label ``(kind, id)`` written ``(kind, layer index, name)``: the same in the
+    copies and in the model, whatever the objects' ids."""
+
+    def label(old: Any) -> Any:
+        if isinstance(old, tuple) and len(old) == 2 and isinstance(old[1], int):
+            # a module made during the call is no one's (its id may be another's later): it belongs to the run
+            # of the layer it is called in
+            return (old[0], *names[old[1]]) if old[1] in names else (old[0], UNREGISTERED)
+        return old
+
+    return dataclasses.replace(trace, segments=tuple((label(lab), peak) for lab, peak in trace.segments))
+
+
+@dataclass(frozen=True)
+class _Segment:
+    label: Any
+    points: tuple[int, ...]
+    ops: tuple[Any, ...]
+
+
+#: A run's key: None outside the stack, else ("head", i), ("mid", i) or ("tail", i from the end).
+_Key = Any
+
+
+def extend(low: Trace, high: Trace, depth: int) -> tuple[Trace | None, str]:
+    """The trace at ``depth`` from the relabelled traces of the copies :data:`SHALLOW` layers deep:
+    ``(trace, "")``, or ``(None, why)`` where they do not line up."""
+    shallow = SHALLOW[0]
+    runs_low, runs_high = _runs(low, shallow), _runs(high, shallow + 1)
+    if runs_low is None or runs_high is None:
+        return None, "a segment's peak is not the largest of its points"
+    first, extra = ("mid", HEAD), ("mid", HEAD + 1)
+    if [k for k, _ in runs_high if k != extra] != [k for k, _ in runs_low]:
+        return None, "the copies' layers do not run in the same order"
+    out = _Extended()
+    i_low = 0
+    for i, (key, run_high) in enumerate(runs_high):
+        if key == extra:
+            continue
+        run_low = runs_low[i_low][1]
+        i_low += 1
+        if key != first:
+            if not _same_shape(run_low, run_high):
+                return None, "a segment outside the repeated layers differs between the copies"
+            index = None if key is None else key[1] if key[0] == "head" else depth - 1 - key[1]
+            for s4, s5 in zip(run_low, run_high):
+                out.add(_at_layer(s4.label, index), tuple(p4 + (p5 - p4) * (depth - shallow)
+                                                          for p4, p5 in zip(s4.points, s5.points)), s4.ops)
+            continue
+        # the deeper copy's second repeated layer: the run beside this one (after it in the forward, before it in
+        # the backward)
+        beside = [j for j in (i + 1, i - 1) if 0 <= j < len(runs_high) and runs_high[j][0] == extra]
+        if not beside:
+            return None, "a repeated layer of the deeper copy has no run beside the other's"
+        run_next = runs_high[beside[0]][1]
+        if not (_same_shape(run_low, run_high) and _same_shape(run_low, run_next)):
+            return None, "a repeated layer's segments differ between the copies"
+        layers = range(HEAD, depth - TAIL)
+        for k in (layers if beside[0] == i + 1 else reversed(layers)):
+            for s4, s5, s5_next in zip(run_low, run_high, run_next):
+                # a + b·k + c·D through (k, D) = (HEAD, 4), (HEAD, 5), (HEAD + 1, 5)
+                out.add(_at_layer(s4.label, k),
+                        tuple(p4 + (q - p5) * (k - HEAD) + (p5 - p4) * (depth - shallow)
+                              for p4, p5, q in zip(s4.points, s5.points, s5_next.points)), s4.ops)
+    ops = low.ops + (high.ops - low.ops) * (depth - shallow)
+    return Trace(max((p for _, p in out.segments), default=0), ops, tuple(out.segments), tuple(out.profiles),
+                 tuple(out.names)), ""
+
+
+class _Extended:
+    def __init__(self) -> None:
+        self.segments: list[tuple[Any, int]] = []
+        self.profiles: list[tuple[int, ...]] = []
+        self.names: list[tuple[Any, ...]] = []
+
+    def add(self, label: Any, points: tuple[int, ...], names: tuple[Any, ...]) -> None:
+        self.segments.append((label, max(points)))
+        self.profiles.append(points)
+        self.names.append(names)
+
+
+def _runs(trace: Trace, depth: int) -> list[tuple[_Key, list[_Segment]]] | None:
+    """The trace's segments in runs of one layer (key None: outside the stack); None where a segment's peak is
+    not its largest point (the points would not stand for the segment)."""
+    runs: list[tuple[_Key, list[_Segment]]] = []
+    for (label, peak), points, names in zip(trace.segments, trace.profiles, trace.profile_ops):
+        if not points or max(points) != peak:
+            return None
+        if isinstance(label, tuple) and len(label) == 2 and label[1] == UNREGISTERED:
+            key = runs[-1][0] if runs else None
+        elif isinstance(label, tuple) and len(label) == 3 and label[1] is not None:
+            index = label[1]
+            key = ("head", index) if index < HEAD else ("tail", depth - 1 - index) if index >= depth - TAIL \
+                else ("mid", index)
+        else:
+            key = None
+        segment = _Segment(label, points, names)
+        if runs and runs[-1][0] == key:
+            runs[-1][1].append(segment)
+        else:
+            runs.append((key, [segment]))
+    return runs
+
+
+def _at_layer(label: Any, index: int | None) -> Any:
+    """``label`` with its layer index replaced by ``index`` (labels outside the stack unchanged)."""
+    if isinstance(label, tuple) and len(label) == 3 and label[1] is not None:
+        return (label[0], index, label[2])
+    return label
+
+
+def _same_shape(a: Sequence[_Segment], b: Sequence[_Segment]) -> bool:
+    """The same segments but for the layer index, as many points each, and the same ops."""
+    return len(a) == len(b) and all(
+        _at_layer(x.label, 0) == _at_layer(y.label, 0) and len(x.points) == len(y.points) and x.ops == y.ops
+        for x, y in zip(a, b))
+
+
+def difference(extended: Trace, full: Trace) -> str | None:
+    """None when the extended trace is the full model's own (relabelled); else what differs, in words."""
+    if extended.ops != full.ops:
+        return f"{extended.ops:,} ops against {full.ops:,}"
+    if extended.peak != full.peak:
+        return f"peak {extended.peak:,} against {full.peak:,} bytes"
+    if extended.segments != full.segments:
+        return "segments differ"
+    if extended.profiles != full.profiles:
+        return "allocations differ"
+    return None

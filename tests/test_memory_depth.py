@@ -1,0 +1,177 @@
+"""A deep model's memory trace from copies with fewer layers (lstm_inspect/analyses/memory_depth.py).
+
+The extension of the copies' traces is compared with the model's own full-depth trace, point by point (every
+segment's label and peak, the live total after every allocating op, the op count), on transformers' models
+written as their authors write them (Mamba, RWKV, GPT-2, Llama; 18 layers, tiny widths), in infer and in train
+with SGD; where the layers are not a plain stack (RWKV's rescaling every 6 layers in inference, states made for
+every layer before the first runs, layers of different widths) the extension must be refused, and the sweep
+then traces at full depth with a note that says why.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lstm_inspect.analyses import memory_depth
+from lstm_inspect.analyses.memory import sweep_memory
+from lstm_inspect.analyses.memory_depth import SHALLOW, canonical_names, difference, extend, find_stack, relabel
+from lstm_inspect.analyses.memory_estimate import trace_increment
+from lstm_inspect.analyses.memory_probes import untied_meta_copy, warm_up
+from lstm_inspect.analyses.memory_step import make_step
+from lstm_inspect.meta_memo import MetaMemo
+from lstm_inspect.source import LoadedModel, token_batch_input
+from lstm_inspect.sources import resolve_source
+
+V = 97
+DEPTH = 18
+
+
+def _hf(tmp_path, kind: str):
+    import transformers as tf
+
+    config = {
+        "mamba": lambda: tf.MambaConfig(hidden_size=32, state_size=4, num_hidden_layers=DEPTH, vocab_size=V, expand=2,
+                                        conv_kernel=4, bos_token_id=0, eos_token_id=0, pad_token_id=0),
+        "gpt2": lambda: tf.GPT2Config(n_embd=32, n_layer=DEPTH, n_head=2, vocab_size=V, n_positions=256),
+        "llama": lambda: tf.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=DEPTH,
+                                        num_attention_heads=4, num_key_value_heads=2, vocab_size=V),
+        "rwkv": lambda: tf.RwkvConfig(hidden_size=32, attention_hidden_size=32, intermediate_size=64,
+                                      num_hidden_layers=DEPTH, vocab_size=V, context_length=256),
+    }[kind]()
+    config.to_json_file(str(tmp_path / "config.json"))
+    return resolve_source(str(tmp_path / "config.json"))
+
+
+class _Tracer:
+    """The model and its two shallow copies on meta, warmed up, each traced as the estimator traces."""
+
+    def __init__(self, loaded, train: bool, optimizer: str = "none") -> None:
+        self.loaded, self.train = loaded, train
+        full = untied_meta_copy(loaded.module)
+        self.stack = find_stack(full)
+        assert self.stack is not None and self.stack.depth == DEPTH
+        self.memo = MetaMemo()
+        modules = [full] + [memory_depth.shallow_copy(full, self.stack, d, untied_meta_copy) for d in SHALLOW]
+        self.steps = []
+        for module in modules:
+            module.train(train)
+            step = make_step(train, "usual", optimizer)(module)
+            warm_up(step, lambda: loaded.inputs(1, 1, "meta"), module, train)
+            self.steps.append((module, step, canonical_names(module, self.stack)))
+
+    def _trace(self, which: int, batch: int, seq: int):
+        module, step, names = self.steps[which]
+        try:
+            traced = trace_increment(step, lambda: self.loaded.inputs(batch, seq, "meta"), contextlib.nullcontext(),
+                                     module, memo=self.memo)
+        finally:
+            if self.train:
+                module.zero_grad(set_to_none=True)
+        return relabel(traced, names)
+
+    def full(self, batch: int, seq: int):
+        return self._trace(0, batch, seq)
+
+    def extended(self, batch: int, seq: int):
+        return extend(self._trace(1, batch, seq), self._trace(2, batch, seq), self.stack.depth)
+
+
+@pytest.mark.parametrize("kind, mode", [("mamba", "infer"), ("mamba", "sgd"), ("gpt2", "infer"), ("gpt2", "sgd"),
+                                        ("llama", "infer"), ("llama", "sgd"), ("rwkv", "sgd")])
+def test_the_extension_of_the_copies_is_the_full_models_trace(tmp_path, kind, mode):
+    tracer = _Tracer(_hf(tmp_path, kind), train=mode != "infer", optimizer="sgd" if mode == "sgd" else "none")
+    for batch, seq in [(2, 8), (1, 8), (4, 32), (3, 70)]:
+        extended, why = tracer.extended(batch, seq)
+        assert extended is not None, why
+        full = tracer.full(batch, seq)
+        assert difference(extended, full) is None, (batch, seq, difference(extended, full))
+        # ... point for point, not only the summary: the same segments, allocations and op count
+        assert (extended.segments, extended.profiles, extended.ops) == (full.segments, full.profiles, full.ops)
+
+
+@settings(max_examples=6, deadline=None)
+@given(batch=st.integers(1, 6), seq=st.integers(2, 48))
+def test_the_extension_holds_at_any_size(tmp_path_factory, batch, seq):
+    tracer = _TRACERS.get("mamba") or _TRACERS.setdefault("mamba", _Tracer(_hf(tmp_path_factory.mktemp("m"), "mamba"),
+                                                                          train=True, optimizer="sgd"))
+    extended, why = tracer.extended(batch, seq)
+    assert extended is not None, why
+    assert difference(extended, tracer.full(batch, seq)) is None
+
+
+_TRACERS: dict[str, _Tracer] = {}
+
+
+def test_an_op_every_few_layers_is_caught_by_the_check(tmp_path):
+    # RWKV halves its hidden states after every 6th block in inference: the copies (4 and 5 blocks) never do, the
+    # model does 3 times in 18 blocks. The extension misses those ops and the check says so.
+    tracer = _Tracer(_hf(tmp_path, "rwkv"), train=False)
+    extended, why = tracer.extended(2, 8)
+    assert extended is not None, why
+    full = tracer.full(2, 8)
+    assert full.ops - extended.ops == DEPTH // 6
+    assert difference(extended, full) == f"{extended.ops:,} ops against {full.ops:,}"
+
+
+def test_the_sweep_gives_the_full_depth_figures_and_says_how(tmp_path, monkeypatch):
+    loaded = _hf(tmp_path, "mamba")
+    grid = dict(batch_sizes=[1, 2, 4], seq_lens=[8, 16, 40], method="estimate")
+    for mode in ("infer", "train"):
+        shallow = sweep_memory(loaded, mode=mode, trace_every_cell=True, **grid)
+        assert any(n.startswith("estimate traced on copies of the model whose backbone.layers keeps its first 4 "
+                                "and 5 of 18 layers") for n in shallow.notes), shallow.notes
+        with monkeypatch.context() as patch:
+            patch.setattr(memory_depth, "MIN_DEPTH", DEPTH + 1)
+            full = sweep_memory(loaded, mode=mode, trace_every_cell=True, **grid)
+        assert not any("copies of the model" in n for n in full.notes)
+        assert [c.estimated_bytes for c in shallow.cells] == [c.estimated_bytes for c in full.cells]
+
+
+def test_the_sweep_refuses_the_extension_with_a_reason(tmp_path):
+    report = sweep_memory(_hf(tmp_path, "rwkv"), batch_sizes=[1, 2], seq_lens=[8, 16], method="estimate",
+                          trace_every_cell=True)
+    refused = [n for n in report.notes if n.startswith("estimate traced at the model's full depth")]
+    assert len(refused) == 1 and "at 2×8 the extension differed from the model's own trace" in refused[0], report.notes
+
+
+class _StatesUpFront(torch.nn.Module):
+    """A stack of 16 identical blocks whose forward makes every block's state before the first block runs (as
+    transformers' xLSTM makes its cache): the segment before the stack allocates once per block."""
+
+    def __init__(self, depth: int = 16, width: int = 8) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(V, width)
+        self.blocks = torch.nn.ModuleList(torch.nn.Linear(width, width) for _ in range(depth))
+        self.head = torch.nn.Linear(width, V)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        states = [torch.zeros(x.shape[0], x.shape[-1], device=x.device) for _ in self.blocks]
+        for block, state in zip(self.blocks, states):
+            x = torch.tanh(block(x) + state[:, None])
+        return self.head(x)
+
+
+def test_states_made_for_every_layer_up_front_refuse_the_extension():
+    loaded = LoadedModel(module=_StatesUpFront(), spec=None, description={"source": "test", "name": "states"},
+                         sample_input=token_batch_input(None))
+    report = sweep_memory(loaded, batch_sizes=[1, 2], seq_lens=[8, 16], method="estimate", trace_every_cell=True)
+    refused = [n for n in report.notes if n.startswith("estimate traced at the model's full depth")]
+    assert refused and "differs between the copies" in refused[0], report.notes
+
+
+def test_only_a_deep_stack_of_like_layers_is_cut_short():
+    deep = _StatesUpFront(depth=16)
+    assert find_stack(deep) == memory_depth.Stack("blocks", 16)
+    assert find_stack(_StatesUpFront(depth=15)) is None                 # fewer than MIN_DEPTH layers
+    pruned = _StatesUpFront(depth=16)
+    pruned.blocks[7] = torch.nn.Linear(8, 8, bias=False)                 # one layer unlike the others
+    assert find_stack(pruned) is None
+    first = _StatesUpFront(depth=16)
+    first.blocks[0] = torch.nn.Linear(8, 8, bias=False)                  # the first layers may differ (RWKV's first
+    assert find_stack(first) == memory_depth.Stack("blocks", 16)         # block has a layer norm of its own)
