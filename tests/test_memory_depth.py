@@ -43,6 +43,7 @@ def _hf(tmp_path, kind: str):
         "rwkv": lambda: tf.RwkvConfig(hidden_size=32, attention_hidden_size=32, intermediate_size=64,
                                       num_hidden_layers=DEPTH, vocab_size=V, context_length=256),
     }[kind]()
+    tmp_path.mkdir(parents=True, exist_ok=True)
     config.to_json_file(str(tmp_path / "config.json"))
     return resolve_source(str(tmp_path / "config.json"))
 
@@ -140,29 +141,65 @@ def test_the_sweep_refuses_the_extension_with_a_reason(tmp_path):
 
 
 class _StatesUpFront(torch.nn.Module):
-    """A stack of 16 identical blocks whose forward makes every block's state before the first block runs (as
-    transformers' xLSTM makes its cache): the segment before the stack allocates once per block."""
+    """A stack of blocks whose forward makes every block's state before the first block runs, as transformers'
+    xLSTM makes its cache (three tensors per block): the segment before the stack allocates once per block.
+    ``growing``: block ``i``'s state is ``i + 1`` times as wide (the repeats are not alike)."""
 
-    def __init__(self, depth: int = 16, width: int = 8) -> None:
+    def __init__(self, depth: int = 16, width: int = 8, growing: bool = False) -> None:
         super().__init__()
+        self.growing = growing
         self.embed = torch.nn.Embedding(V, width)
         self.blocks = torch.nn.ModuleList(torch.nn.Linear(width, width) for _ in range(depth))
         self.head = torch.nn.Linear(width, V)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens)
-        states = [torch.zeros(x.shape[0], x.shape[-1], device=x.device) for _ in self.blocks]
+        states = [torch.zeros(x.shape[0], x.shape[-1] * (i + 1 if self.growing else 1), device=x.device)
+                  for i, _ in enumerate(self.blocks)]
         for block, state in zip(self.blocks, states):
-            x = torch.tanh(block(x) + state[:, None])
+            x = torch.tanh(block(x) + state[:, None, : x.shape[-1]])
         return self.head(x)
 
 
-def test_states_made_for_every_layer_up_front_refuse_the_extension():
-    loaded = LoadedModel(module=_StatesUpFront(), spec=None, description={"source": "test", "name": "states"},
-                         sample_input=token_batch_input(None))
-    report = sweep_memory(loaded, batch_sizes=[1, 2], seq_lens=[8, 16], method="estimate", trace_every_cell=True)
+def _user(module: torch.nn.Module) -> LoadedModel:
+    return LoadedModel(module=module, spec=None, description={"source": "test", "name": "states"},
+                       sample_input=token_batch_input(None))
+
+
+def test_states_made_for_every_layer_up_front_are_repeated_to_full_depth(monkeypatch):
+    grid = dict(batch_sizes=[1, 2, 4], seq_lens=[8, 16, 40], method="estimate", trace_every_cell=True)
+    loaded = _user(_StatesUpFront())
+    shallow = sweep_memory(loaded, **grid)
+    assert any(n.startswith("estimate traced on copies of the model whose blocks keeps its first 4 and 5 of 16")
+               for n in shallow.notes), shallow.notes
+    monkeypatch.setattr(memory_depth, "MIN_DEPTH", 17)
+    full = sweep_memory(loaded, **grid)
+    assert [c.estimated_bytes for c in shallow.cells] == [c.estimated_bytes for c in full.cells]
+
+
+def test_states_that_differ_per_layer_are_caught_by_the_check():
+    # Each block's state is wider than the one before: the copies' repeats are not alike, the extension is wrong
+    # and the check at full depth says so; the sweep traces the model at full depth.
+    report = sweep_memory(_user(_StatesUpFront(growing=True)), batch_sizes=[1, 2], seq_lens=[8, 16],
+                          method="estimate", trace_every_cell=True)
     refused = [n for n in report.notes if n.startswith("estimate traced at the model's full depth")]
-    assert refused and "differs between the copies" in refused[0], report.notes
+    assert refused and "extension differed from the model's own trace" in refused[0], report.notes
+
+
+def test_the_route_is_chosen_on_the_shallow_copy_and_rechecked_at_full_depth_when_they_do_not_stand_for_it(tmp_path):
+    # Mamba: the copies stand for the model; its own fake-tensor copy is never made.
+    grid = dict(batch_sizes=[1, 2], seq_lens=[8, 16], method="estimate", trace_every_cell=True)
+    mamba = sweep_memory(_hf(tmp_path / "m", "mamba"), **grid)
+    assert any("warm-up step at 2×2 of the model's shallow copy" in n for n in mamba.notes), mamba.notes
+    assert not any(n.startswith("estimate traced at the model's full depth") for n in mamba.notes)
+    # RWKV in inference: they do not (its rescaling every 6 blocks), so the model's own warm-up is compared too.
+    rwkv = sweep_memory(_hf(tmp_path / "r", "rwkv"), **grid)
+    notes = list(rwkv.notes)
+    copy = next(i for i, n in enumerate(notes) if "of the model's shallow copy" in n)
+    refused = next(i for i, n in enumerate(notes) if n.startswith("estimate traced at the model's full depth"))
+    full = next(i for i, n in enumerate(notes) if n.endswith("warm-up step at 2×2 (same peak, segments and "
+                                                              "allocations)"))
+    assert copy < refused < full, notes
 
 
 def test_only_a_deep_stack_of_like_layers_is_cut_short():

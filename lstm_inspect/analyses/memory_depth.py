@@ -160,12 +160,14 @@ def extend(low: Trace, high: Trace, depth: int) -> tuple[Trace | None, str]:
         run_low = runs_low[i_low][1]
         i_low += 1
         if key != first:
-            if not _same_shape(run_low, run_high):
-                return None, "a segment outside the repeated layers differs between the copies"
             index = None if key is None else key[1] if key[0] == "head" else depth - 1 - key[1]
+            if len(run_low) != len(run_high):
+                return None, "a segment outside the repeated layers differs between the copies"
             for s4, s5 in zip(run_low, run_high):
-                out.add(_at_layer(s4.label, index), tuple(p4 + (p5 - p4) * (depth - shallow)
-                                                          for p4, p5 in zip(s4.points, s5.points)), s4.ops)
+                extended = _outside(s4, s5, depth) if _at_layer(s4.label, 0) == _at_layer(s5.label, 0) else None
+                if extended is None:
+                    return None, "a segment outside the repeated layers differs between the copies"
+                out.add(_at_layer(s4.label, index), *extended)
             continue
         # the deeper copy's second repeated layer: the run beside this one (after it in the forward, before it in
         # the backward)
@@ -185,6 +187,33 @@ def extend(low: Trace, high: Trace, depth: int) -> tuple[Trace | None, str]:
     ops = low.ops + (high.ops - low.ops) * (depth - shallow)
     return Trace(max((p for _, p in out.segments), default=0), ops, tuple(out.segments), tuple(out.profiles),
                  tuple(out.names)), ""
+
+
+def _outside(s4: _Segment, s5: _Segment, depth: int) -> tuple[tuple[int, ...], tuple[Any, ...]] | None:
+    """A segment outside the repeated layers at ``depth``: each point ``a + c·D``. Where the deeper copy's segment
+    has ``m`` more points, they must be one more repeat of the ``m`` before them (a state made for every layer
+    before the first runs, as transformers' xLSTM cache makes three per block); the model then has ``D − 4``
+    repeats more than the shallower copy, each ``m`` points as much above the one before as the deeper copy's
+    last above its previous one. Else None."""
+    shallow = SHALLOW[0]
+    p4, p5, o4, o5 = s4.points, s5.points, s4.ops, s5.ops
+    m = len(p5) - len(p4)
+    if m == 0:
+        if o4 != o5:
+            return None
+        return tuple(a + (b - a) * (depth - shallow) for a, b in zip(p4, p5)), o4
+    if m < 0:
+        return None
+    common = next((i for i in range(len(o4)) if o4[-1 - i] != o5[-1 - i]), len(o4))
+    # where the extra repeat is: before the ops both end with (or at the end, where those are repeats themselves)
+    at = next((at for at in (len(o4) - common, len(o4)) if m <= at and o5[:at] == o4[:at]
+               and o5[at:at + m] == o4[at - m:at] and o5[at + m:] == o4[at:] and p5[:at] == p4[:at]), None)
+    if at is None:
+        return None
+    step = [p5[at + q] - p4[at - m + q] for q in range(m)]
+    repeats = tuple(p4[at - m + q] + e * step[q] for e in range(1, depth - shallow + 1) for q in range(m))
+    after = tuple(a + (b - a) * (depth - shallow) for a, b in zip(p4[at:], p5[at + m:]))
+    return p4[:at] + repeats + after, o4[:at] + o4[at - m:at] * (depth - shallow) + o4[at:]
 
 
 class _Extended:

@@ -97,9 +97,13 @@ class FittedLaw:
         if len(self.regimes) == 1 and self.regimes[0].last is None and self.regimes[0].first <= 1:
             return f"per segment of the step (between module calls), {laws}, {self.regimes[0].describe()}; " \
                    f"within {TOLERANCE:.0%}"
-        ranges = "; ".join(f"{_range(r)}: {r.describe()}" for r in self.regimes)
-        return (f"per segment of the step (between module calls), {laws}, one law per range of lengths (the model "
-                f"changes its code path between them; a length in neither is traced): {ranges}; within {TOLERANCE:.0%}")
+        if len(self.regimes) == 1:
+            which = (f"for {_range(self.regimes[0])} only (past it the model runs other ops or the law misses; those "
+                     f"cells are traced): {self.regimes[0].describe()}")
+        else:
+            which = ("one law per range of lengths (the model changes its code path between them; a length in neither "
+                     "is traced): " + "; ".join(f"{_range(r)}: {r.describe()}" for r in self.regimes))
+        return f"per segment of the step (between module calls), {laws}, {which}; within {TOLERANCE:.0%}"
 
 
 def _range(regime: Regime) -> str:
@@ -212,8 +216,14 @@ def _fit_piece(trace: Tracer, batches: tuple[int, int], fit_seqs: tuple[int, int
         why.append(f"the allocations of the traces at seq {t1}, {t2} and the check at {at} do not line up")
         return None
     terms, error = [], 0.0
+    fitted: dict[tuple[int, ...], tuple[Fraction, Fraction, Fraction, Fraction]] = {}
     for segment in columns:        # per segment: one column per point a peak can be at, or its peak alone
-        laws = [_bilinear(dict(zip(fit_points, column)), (b1, b2), (t1, t2)) for column in segment[:-1]]
+        # (a column seen before, in this segment or another, has the same law: layers of a stack repeat theirs)
+        laws = []
+        for column in dict.fromkeys(segment[:-1]):
+            if column not in fitted:
+                fitted[column] = _bilinear(dict(zip(fit_points, column)), (b1, b2), (t1, t2))
+            laws.append(fitted[column])
         got = segment[-1][0]
         # Every segment must follow its law, not only the largest: a small one may grow fastest.
         error = max(error, float(abs(max(_value(law, *check) for law in laws) - got) / max(got, 1)))

@@ -33,6 +33,8 @@ META_DIFFERS = ("estimate traced on fake tensors: the meta-device trace (faster)
                 "trace of the warm-up step at {batch}×{seq} ({why})")
 META_SAME = ("estimate traced on the meta device, which gave the fake-tensor trace's figures on the warm-up step "
              "at {batch}×{seq} (same peak, segments and allocations)")
+META_SAME_COPIES = ("estimate traced on the meta device, which gave the fake-tensor trace's figures on the warm-up "
+                    "step at {batch}×{seq} of the model's shallow copy (same peak, segments and allocations)")
 DEPTH_SAME = ("estimate traced on copies of the model whose {path} keeps its first {low} and {high} of {depth} "
               "layers, extended to {depth} (what is live in a layer is affine in its index and the depth); the "
               "extension gave the model's own trace at {batch}×{seq} (same peak, segments and allocations)")
@@ -62,27 +64,39 @@ class Estimator(contextlib.AbstractContextManager):
         self.notes: tuple[str, ...] = ()
 
     def __enter__(self) -> "Estimator":
-        from lstm_inspect.tracing import fake_copy, meta_copy
+        from lstm_inspect.tracing import meta_copy, require_runnable
 
+        require_runnable(self.loaded)
         converted = dataclasses.replace(self.loaded, module=meta_copy(self.loaded.module, self.dtype))
         self._inputs_of = converted
-        self._copy = fake_copy(converted)
-        self.module, self.mode = self._copy.__enter__()
-        self.module.train(self.train)
-        self._step = make_step(self.train, self.loop, self.optimizer)(self.module)
         self._meta: Any = None
         self._shallow: ShallowCopies | None = None
+        self._meta_warm_up: Trace | None = None     # the model's own meta warm-up, where the copies chose the route
         if _meta_eligible(self._inputs_of.module, self.optimizer, self.lengths):
             self._meta = untied_meta_copy(self._inputs_of.module)
             self._meta.train(self.train)
             self._meta_step = make_step(self.train, self.loop, self.optimizer)(self._meta)
-            self._choose_route()
-            if self.route == META_ROUTE:
-                self._shallow = ShallowCopies.of(self)
+            shallow = ShallowCopies.of(self)
+            if shallow is not None and shallow.route_why is None:
+                self._take_the_copies_route(shallow)
+            else:
+                self._choose_route()
         else:
             self.route = "fake"
-            self._warm_up(self._step, self.module, self.mode, "cpu")
+            self._warm_up(*self._fake(), "cpu")
         return self
+
+    def _fake(self) -> tuple[Any, "torch.nn.Module", Any]:
+        """(step, module, mode) of the fake-tensor copy, made on first use: on the meta route with shallow copies
+        the model itself may never run on fake tensors (a full-depth copy of every parameter)."""
+        from lstm_inspect.tracing import fake_copy
+
+        if self._copy is None:
+            self._copy = fake_copy(self._inputs_of)
+            self.module, self.mode = self._copy.__enter__()
+            self.module.train(self.train)
+            self._step = make_step(self.train, self.loop, self.optimizer)(self.module)
+        return self._step, self.module, self.mode
 
     def _choose_route(self) -> None:
         """Warm both copies up with one traced step at :data:`ROUTE_CHECK` and keep the meta route where the two
@@ -106,6 +120,43 @@ class Estimator(contextlib.AbstractContextManager):
             self.route, self.notes = META_ROUTE, (META_SAME.format(batch=batch, seq=seq),)
         else:
             self.notes = (META_DIFFERS.format(batch=batch, seq=seq, why=why),)
+
+    def _take_the_copies_route(self, shallow: "ShallowCopies") -> None:
+        """The meta route, chosen on the shallow copies (their warm-up traced on meta and on fake tensors gave the
+        same figures): the model's own fake-tensor warm-up, a full-depth fake-tensor trace, is left until the
+        copies turn out not to stand for the model (:meth:`_check_the_route_at_full_depth`). The model's meta
+        warm-up is traced and kept for that comparison."""
+        batch, seq = ROUTE_CHECK
+        try:
+            self._meta_warm_up = self._trace_meta(batch, seq)
+        except Exception:  # noqa: BLE001 - the full comparison says why
+            self._choose_route_after_meta_failed()
+            return
+        self.route, self._shallow = META_ROUTE, shallow
+        self.notes = (META_SAME_COPIES.format(batch=batch, seq=seq),)
+
+    def _choose_route_after_meta_failed(self) -> None:
+        self.route = "fake"
+        self._warm_up(*self._fake(), "cpu")
+        self.notes = (META_DIFFERS.format(batch=ROUTE_CHECK[0], seq=ROUTE_CHECK[1], why="the meta trace failed"),)
+
+    def _check_the_route_at_full_depth(self) -> None:
+        """Where the route was chosen on the copies and they do not stand for the model: compare the model's own
+        warm-up on fake tensors with its meta one (kept), as :meth:`_choose_route` does; fake if they differ."""
+        meta, self._meta_warm_up = self._meta_warm_up, None
+        if meta is None:
+            return
+        batch, seq = ROUTE_CHECK
+        why: str | None
+        try:
+            why = _difference(self._trace_fake(batch, seq), meta)
+        except Exception as exc:  # noqa: BLE001 - the cells will report the failure themselves
+            why = f"the fake-tensor trace failed: {first_line(exc)}"
+        if why is None:
+            self.notes = (*self.notes, META_SAME.format(batch=batch, seq=seq))
+        else:
+            self.route = "fake"
+            self.notes = (*self.notes, META_DIFFERS.format(batch=batch, seq=seq, why=why))
 
     def _warm_up(self, step: Any, module: "torch.nn.Module", mode: Any, device: str) -> None:
         """:func:`warm_up` of one traced copy: transformers' RWKV rescales its weights in place on its first
@@ -153,17 +204,21 @@ class Estimator(contextlib.AbstractContextManager):
                 return extended
             self._shallow = None
             self.notes = (*self.notes, DEPTH_REFUSED.format(why=why))
+            self._check_the_route_at_full_depth()
+            if self.route != META_ROUTE:
+                return self._trace_fake(batch, seq)
         return self._trace_meta(batch, seq)
 
     def _trace_fake(self, batch: int, seq: int) -> "Trace":
         from lstm_inspect.analyses.memory_estimate import trace_increment
 
+        step, module, mode = self._fake()
         try:
             inputs = lambda: self._inputs_of.inputs(batch, seq, "cpu", self.lengths)  # noqa: E731
-            return trace_increment(self._step, inputs, self.mode, self.module, self.kernels)
+            return trace_increment(step, inputs, mode, module, self.kernels)
         finally:
             if self.train:
-                self.module.zero_grad(set_to_none=True)
+                module.zero_grad(set_to_none=True)
 
     def _trace_meta(self, batch: int, seq: int) -> "Trace":
         from lstm_inspect.analyses.memory_estimate import trace_increment
@@ -194,9 +249,46 @@ class ShallowCopies:
             module = shallow_copy(estimator._inputs_of.module, stack, depth, untied_meta_copy)
             module.train(estimator.train)
             step = make_step(estimator.train, estimator.loop, estimator.optimizer)(module)
-            estimator._warm_up(step, module, contextlib.nullcontext(), "meta")
             self.copies.append((module, step, canonical_names(module, stack)))
+        #: None where the shallower copy's warm-up gave the same figures on meta and on fake tensors, else why not
+        self.route_why: str | None = self._route_check()
+        module, step, _ = self.copies[1]
+        estimator._warm_up(step, module, contextlib.nullcontext(), "meta")
         self.checked = False
+
+    def _route_check(self) -> str | None:
+        """The shallower copy warmed up with one step at :data:`ROUTE_CHECK`, traced on meta and on a fake-tensor
+        copy of it: None where they agree (the meta route is the fake one's for this model's layers)."""
+        from lstm_inspect.analyses.memory_depth import SHALLOW, shallow_copy
+        from lstm_inspect.analyses.memory_estimate import trace_increment
+        from lstm_inspect.tracing import fake_copy
+
+        estimator, (batch, seq) = self.estimator, ROUTE_CHECK
+        module, step, _ = self.copies[0]
+        try:
+            meta = self._trace_one(module, step, batch, seq)
+            shallow = dataclasses.replace(estimator._inputs_of,
+                                          module=shallow_copy(estimator._inputs_of.module, self.stack, SHALLOW[0]))
+            with contextlib.ExitStack() as stack:
+                fake_module, mode = stack.enter_context(fake_copy(shallow))
+                fake_module.train(estimator.train)
+                fake_step = make_step(estimator.train, estimator.loop, estimator.optimizer)(fake_module)
+                fake = trace_increment(fake_step, lambda: estimator._inputs_of.inputs(batch, seq, "cpu", None), mode,
+                                       fake_module, estimator.kernels)
+        except Exception as exc:  # noqa: BLE001 - the model's own comparison decides then
+            return f"a copy failed: {first_line(exc)}"
+        return _difference(fake, meta)
+
+    def _trace_one(self, module: Any, step: Any, batch: int, seq: int) -> "Trace":
+        from lstm_inspect.analyses.memory_estimate import trace_increment
+
+        estimator = self.estimator
+        try:
+            return trace_increment(step, lambda: estimator._inputs_of.inputs(batch, seq, "meta", None),
+                                   contextlib.nullcontext(), module, estimator.kernels, memo=self.memo)
+        finally:
+            if estimator.train:
+                module.zero_grad(set_to_none=True)
 
     @classmethod
     def of(cls, estimator: Estimator) -> "ShallowCopies | None":
@@ -233,17 +325,8 @@ class ShallowCopies:
 
     def _extended(self, batch: int, seq: int) -> "tuple[Trace | None, str]":
         from lstm_inspect.analyses.memory_depth import extend, relabel
-        from lstm_inspect.analyses.memory_estimate import trace_increment
 
-        estimator, traces = self.estimator, []
-        for module, step, names in self.copies:
-            try:
-                traced = trace_increment(step, lambda: estimator._inputs_of.inputs(batch, seq, "meta", None),
-                                         contextlib.nullcontext(), module, estimator.kernels, memo=self.memo)
-            finally:
-                if estimator.train:
-                    module.zero_grad(set_to_none=True)
-            traces.append(relabel(traced, names))
+        traces = [relabel(self._trace_one(module, step, batch, seq), names) for module, step, names in self.copies]
         return extend(traces[0], traces[1], self.stack.depth)
 
 
