@@ -233,11 +233,12 @@ def _notes(method: str, mode: str, optimizer: str, device, lengths, loop: str = 
     notes = []
     if method in ("estimate", "both"):
         if device is not None and device.type == "cuda":
-            notes.append("estimate: storage bytes of a fake-tensor run (nothing allocated) with CUDA's kernels: "
+            notes.append("estimate: storage bytes of a traced run (nothing allocated) with CUDA's kernels: "
                          "recurrent layers as one cuDNN call, its reserve exact, its workspace fitted on an H200 "
                          "(cuDNN 9.19; other GPUs may choose other algorithms)")
         else:
-            notes.append("estimate: storage bytes of a fake-tensor run of the CPU kernels (nothing allocated)")
+            notes.append("estimate: storage bytes of a traced run of the CPU kernels on fake tensors, or on the meta "
+                         "device where a later note says so (nothing allocated)")
             if not torch_adapters.validated():
                 notes.append(f"the estimate's oneDNN terms were validated on torch {', '.join(torch_adapters.VALIDATED_TORCH)}; "
                              f"this is torch {torch_adapters.torch_minor()}: compare with --method both")
