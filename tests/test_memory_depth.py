@@ -212,3 +212,21 @@ def test_only_a_deep_stack_of_like_layers_is_cut_short():
     first = _StatesUpFront(depth=16)
     first.blocks[0] = torch.nn.Linear(8, 8, bias=False)                  # the first layers may differ (RWKV's first
     assert find_stack(first) == memory_depth.Stack("blocks", 16)         # block has a layer norm of its own)
+
+
+def test_a_copy_that_fails_leaves_the_model_traced_at_full_depth(tmp_path, monkeypatch):
+    from lstm_inspect.analyses import memory_probes
+
+    def fail(self, *args):
+        raise RuntimeError("copy broke")
+
+    loaded = _hf(tmp_path, "mamba")
+    grid = dict(batch_sizes=[1, 2], seq_lens=[8, 16], method="estimate", trace_every_cell=True)
+    with monkeypatch.context() as patch:
+        patch.setattr(memory_depth, "MIN_DEPTH", DEPTH + 1)
+        full = sweep_memory(loaded, **grid)
+    monkeypatch.setattr(memory_probes.ShallowCopies, "_extended", fail)
+    report = sweep_memory(loaded, **grid)
+    assert all(c.status == "ok" for c in report.cells)
+    assert [c.estimated_bytes for c in report.cells] == [c.estimated_bytes for c in full.cells]
+    assert any("a copy failed at" in n and n.endswith(": copy broke") for n in report.notes), report.notes

@@ -199,7 +199,10 @@ class Estimator(contextlib.AbstractContextManager):
         if self.route != META_ROUTE:
             return self._trace_fake(batch, seq)
         if self._shallow is not None:
-            extended, why = self._shallow.trace(batch, seq)
+            try:
+                extended, why = self._shallow.trace(batch, seq)
+            except Exception as exc:  # noqa: BLE001 - the model itself may still run at this size
+                extended, why = None, f"a copy failed at {batch}×{seq}: {first_line(exc)}"
             if extended is not None:
                 return extended
             self._shallow = None
