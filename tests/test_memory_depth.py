@@ -215,7 +215,6 @@ def test_only_a_deep_stack_of_like_layers_is_cut_short():
 
 
 def test_a_copy_that_fails_leaves_the_model_traced_at_full_depth(tmp_path, monkeypatch):
-    from lstm_inspect.analyses import memory_probes
 
     def fail(self, *args):
         raise RuntimeError("copy broke")
@@ -225,7 +224,7 @@ def test_a_copy_that_fails_leaves_the_model_traced_at_full_depth(tmp_path, monke
     with monkeypatch.context() as patch:
         patch.setattr(memory_depth, "MIN_DEPTH", DEPTH + 1)
         full = sweep_memory(loaded, **grid)
-    monkeypatch.setattr(memory_probes.ShallowCopies, "_extended", fail)
+    monkeypatch.setattr(memory_depth.ShallowCopies, "_extended", fail)
     report = sweep_memory(loaded, **grid)
     assert all(c.status == "ok" for c in report.cells)
     assert [c.estimated_bytes for c in report.cells] == [c.estimated_bytes for c in full.cells]

@@ -23,6 +23,7 @@ and the model is traced at full depth. The extension is refused earlier where th
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 from dataclasses import dataclass
@@ -32,6 +33,8 @@ from lstm_inspect.analyses.memory_estimate import Trace
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from lstm_inspect.analyses.memory_probes import Estimator
 
 #: Leading and trailing layers of the stack kept apart from the repeated ones.
 HEAD, TAIL = 2, 1
@@ -276,3 +279,99 @@ def difference(extended: Trace, full: Trace) -> str | None:
     if extended.profiles != full.profiles:
         return "allocations differ"
     return None
+
+
+class ShallowCopies:
+    """An :class:`~.memory_probes.Estimator`'s copies of the model whose stack keeps its first :data:`SHALLOW`
+    layers: their traces, extended to the model's depth (:func:`extend`), stand for its own once the extension
+    gave the model's own trace at :data:`DEPTH_CHECK` (checked at the first trace)."""
+
+    def __init__(self, estimator: "Estimator", stack: Stack) -> None:
+        from lstm_inspect.analyses.memory_probes import untied_meta_copy
+        from lstm_inspect.analyses.memory_step import make_step
+        from lstm_inspect.meta_memo import memo_for
+
+        self.estimator, self.stack = estimator, stack
+        self.memo = memo_for(estimator._meta)       # one memo for the model and its copies: the same ops
+        self.copies = []
+        for depth in SHALLOW:
+            module = shallow_copy(estimator._inputs_of.module, stack, depth, untied_meta_copy)
+            module.train(estimator.train)
+            step = make_step(estimator.train, estimator.loop, estimator.optimizer)(module)
+            self.copies.append((module, step, canonical_names(module, stack)))
+        #: None where the shallower copy's warm-up gave the same figures on meta and on fake tensors, else why not
+        self.route_why: str | None = self._route_check()
+        module, step, _ = self.copies[1]
+        estimator._warm_up(step, module, contextlib.nullcontext(), "meta")
+        self.checked = False
+
+    def _route_check(self) -> str | None:
+        """The shallower copy warmed up with one step at :data:`ROUTE_CHECK`, traced on meta and on a fake-tensor
+        copy of it: None where they agree (the meta route is the fake one's for this model's layers)."""
+        from lstm_inspect.analyses.memory_estimate import trace_increment
+        from lstm_inspect.analyses.memory_probes import ROUTE_CHECK, _difference
+        from lstm_inspect.analyses.memory_step import make_step
+        from lstm_inspect.errors import first_line
+        from lstm_inspect.tracing import fake_copy
+
+        estimator, (batch, seq) = self.estimator, ROUTE_CHECK
+        module, step, _ = self.copies[0]
+        try:
+            meta = self._trace_one(module, step, batch, seq)
+            shallow = dataclasses.replace(estimator._inputs_of,
+                                          module=shallow_copy(estimator._inputs_of.module, self.stack, SHALLOW[0]))
+            with contextlib.ExitStack() as stack:
+                fake_module, mode = stack.enter_context(fake_copy(shallow))
+                fake_module.train(estimator.train)
+                fake_step = make_step(estimator.train, estimator.loop, estimator.optimizer)(fake_module)
+                fake = trace_increment(fake_step, lambda: estimator._inputs_of.inputs(batch, seq, "cpu", None), mode,
+                                       fake_module, estimator.kernels)
+        except Exception as exc:  # noqa: BLE001 - the model's own comparison decides then
+            return f"a copy failed: {first_line(exc)}"
+        return _difference(fake, meta)
+
+    def _trace_one(self, module: Any, step: Any, batch: int, seq: int) -> Trace:
+        from lstm_inspect.analyses.memory_estimate import trace_increment
+
+        estimator = self.estimator
+        try:
+            return trace_increment(step, lambda: estimator._inputs_of.inputs(batch, seq, "meta", None),
+                                   contextlib.nullcontext(), module, estimator.kernels, memo=self.memo)
+        finally:
+            if estimator.train:
+                module.zero_grad(set_to_none=True)
+
+    @classmethod
+    def of(cls, estimator: "Estimator") -> "ShallowCopies | None":
+        """The copies, where the model has a stack deep enough to gain from them (:func:`find_stack`)."""
+        stack = find_stack(estimator._meta)
+        if stack is None:
+            return None
+        try:
+            return cls(estimator, stack)
+        except Exception:  # noqa: BLE001 - a model that cannot be cut short is traced at full depth
+            return None
+
+    def trace(self, batch: int, seq: int) -> tuple[Trace | None, str]:
+        """(the extended trace at (batch, seq), "") or (None, why it does not stand for the model's)."""
+        from lstm_inspect.analyses.memory_probes import DEPTH_SAME
+
+        if not self.checked:
+            self.checked = True
+            estimator = self.estimator
+            full = relabel(estimator._trace_meta(*DEPTH_CHECK), canonical_names(estimator._meta, self.stack))
+            extended, why = self._extended(*DEPTH_CHECK)
+            if extended is None:
+                return None, why
+            differs = difference(extended, full)
+            if differs is not None:
+                return None, f"at {DEPTH_CHECK[0]}×{DEPTH_CHECK[1]} the extension differed from the model's own " \
+                             f"trace ({differs})"
+            estimator.notes = (*estimator.notes, DEPTH_SAME.format(
+                low=SHALLOW[0], high=SHALLOW[1], depth=self.stack.depth, path=self.stack.path,
+                batch=DEPTH_CHECK[0], seq=DEPTH_CHECK[1]))
+        return self._extended(batch, seq)
+
+    def _extended(self, batch: int, seq: int) -> tuple[Trace | None, str]:
+        traces = [relabel(self._trace_one(module, step, batch, seq), names) for module, step, names in self.copies]
+        return extend(traces[0], traces[1], self.stack.depth)

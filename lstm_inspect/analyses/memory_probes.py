@@ -22,6 +22,7 @@ from lstm_inspect.errors import first_line
 if TYPE_CHECKING:
     import torch
 
+    from lstm_inspect.analyses.memory_depth import ShallowCopies
     from lstm_inspect.analyses.memory_estimate import Trace
     from lstm_inspect.source import LoadedModel
 
@@ -76,6 +77,8 @@ class Estimator(contextlib.AbstractContextManager):
             self._meta = untied_meta_copy(self._inputs_of.module)
             self._meta.train(self.train)
             self._meta_step = make_step(self.train, self.loop, self.optimizer)(self._meta)
+            from lstm_inspect.analyses.memory_depth import ShallowCopies
+
             shallow = ShallowCopies.of(self)
             if shallow is not None and shallow.route_why is None:
                 self._take_the_copies_route(shallow)
@@ -234,103 +237,6 @@ class Estimator(contextlib.AbstractContextManager):
         finally:
             if self.train:
                 self._meta.zero_grad(set_to_none=True)
-
-
-class ShallowCopies:
-    """Copies of the model whose stack of layers keeps its first :data:`~.memory_depth.SHALLOW` layers: their
-    traces, extended to the model's depth (:func:`~.memory_depth.extend`), stand for its own once the extension
-    gave the model's own trace at :data:`~.memory_depth.DEPTH_CHECK` (checked at the first trace)."""
-
-    def __init__(self, estimator: Estimator, stack: Any) -> None:
-        from lstm_inspect.analyses.memory_depth import SHALLOW, canonical_names, shallow_copy
-        from lstm_inspect.meta_memo import memo_for
-
-        self.estimator, self.stack = estimator, stack
-        self.memo = memo_for(estimator._meta)       # one memo for the model and its copies: the same ops
-        self.copies = []
-        for depth in SHALLOW:
-            module = shallow_copy(estimator._inputs_of.module, stack, depth, untied_meta_copy)
-            module.train(estimator.train)
-            step = make_step(estimator.train, estimator.loop, estimator.optimizer)(module)
-            self.copies.append((module, step, canonical_names(module, stack)))
-        #: None where the shallower copy's warm-up gave the same figures on meta and on fake tensors, else why not
-        self.route_why: str | None = self._route_check()
-        module, step, _ = self.copies[1]
-        estimator._warm_up(step, module, contextlib.nullcontext(), "meta")
-        self.checked = False
-
-    def _route_check(self) -> str | None:
-        """The shallower copy warmed up with one step at :data:`ROUTE_CHECK`, traced on meta and on a fake-tensor
-        copy of it: None where they agree (the meta route is the fake one's for this model's layers)."""
-        from lstm_inspect.analyses.memory_depth import SHALLOW, shallow_copy
-        from lstm_inspect.analyses.memory_estimate import trace_increment
-        from lstm_inspect.tracing import fake_copy
-
-        estimator, (batch, seq) = self.estimator, ROUTE_CHECK
-        module, step, _ = self.copies[0]
-        try:
-            meta = self._trace_one(module, step, batch, seq)
-            shallow = dataclasses.replace(estimator._inputs_of,
-                                          module=shallow_copy(estimator._inputs_of.module, self.stack, SHALLOW[0]))
-            with contextlib.ExitStack() as stack:
-                fake_module, mode = stack.enter_context(fake_copy(shallow))
-                fake_module.train(estimator.train)
-                fake_step = make_step(estimator.train, estimator.loop, estimator.optimizer)(fake_module)
-                fake = trace_increment(fake_step, lambda: estimator._inputs_of.inputs(batch, seq, "cpu", None), mode,
-                                       fake_module, estimator.kernels)
-        except Exception as exc:  # noqa: BLE001 - the model's own comparison decides then
-            return f"a copy failed: {first_line(exc)}"
-        return _difference(fake, meta)
-
-    def _trace_one(self, module: Any, step: Any, batch: int, seq: int) -> "Trace":
-        from lstm_inspect.analyses.memory_estimate import trace_increment
-
-        estimator = self.estimator
-        try:
-            return trace_increment(step, lambda: estimator._inputs_of.inputs(batch, seq, "meta", None),
-                                   contextlib.nullcontext(), module, estimator.kernels, memo=self.memo)
-        finally:
-            if estimator.train:
-                module.zero_grad(set_to_none=True)
-
-    @classmethod
-    def of(cls, estimator: Estimator) -> "ShallowCopies | None":
-        """The copies, where the model has a stack deep enough to gain from them (:func:`~.memory_depth.find_stack`)."""
-        from lstm_inspect.analyses.memory_depth import find_stack
-
-        stack = find_stack(estimator._meta)
-        if stack is None:
-            return None
-        try:
-            return cls(estimator, stack)
-        except Exception:  # noqa: BLE001 - a model that cannot be cut short is traced at full depth
-            return None
-
-    def trace(self, batch: int, seq: int) -> "tuple[Trace | None, str]":
-        """(the extended trace at (batch, seq), "") or (None, why it does not stand for the model's)."""
-        from lstm_inspect.analyses.memory_depth import DEPTH_CHECK, SHALLOW, canonical_names, difference, relabel
-
-        if not self.checked:
-            self.checked = True
-            estimator = self.estimator
-            full = relabel(estimator._trace_meta(*DEPTH_CHECK), canonical_names(estimator._meta, self.stack))
-            extended, why = self._extended(*DEPTH_CHECK)
-            if extended is None:
-                return None, why
-            differs = difference(extended, full)
-            if differs is not None:
-                return None, f"at {DEPTH_CHECK[0]}×{DEPTH_CHECK[1]} the extension differed from the model's own " \
-                             f"trace ({differs})"
-            estimator.notes = (*estimator.notes, DEPTH_SAME.format(
-                low=SHALLOW[0], high=SHALLOW[1], depth=self.stack.depth, path=self.stack.path,
-                batch=DEPTH_CHECK[0], seq=DEPTH_CHECK[1]))
-        return self._extended(batch, seq)
-
-    def _extended(self, batch: int, seq: int) -> "tuple[Trace | None, str]":
-        from lstm_inspect.analyses.memory_depth import extend, relabel
-
-        traces = [relabel(self._trace_one(module, step, batch, seq), names) for module, step, names in self.copies]
-        return extend(traces[0], traces[1], self.stack.depth)
 
 
 def warm_up(step: Any, inputs: Any, module: "torch.nn.Module", train: bool,
