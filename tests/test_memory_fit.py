@@ -360,3 +360,18 @@ def test_tensors_made_from_python_data_are_counted_on_either_route(route):
         on_meta = any("traced on the meta device" in note for note in report.notes)
         assert on_meta == (route == "meta"), report.notes
     assert peaks[1000] - peaks[0] == 8 * 1000
+
+
+def _undominated_by_definition(terms):
+    """The terms no other term is at least as large as in every coefficient (the definition, quadratic)."""
+    unique = set(terms)
+    return sorted((t for t in unique if not any(o != t and all(x >= y for x, y in zip(o, t)) for o in unique)),
+                  reverse=True)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(*[st.fractions(min_value=-50, max_value=50, max_denominator=12)] * 4), max_size=40))
+def test_the_kept_terms_are_exactly_those_no_other_dominates(terms):
+    from lstm_inspect.analyses.memory_fit import _undominated
+
+    assert _undominated(terms) == _undominated_by_definition(terms)

@@ -250,12 +250,27 @@ def _same_code_path(ops: dict[tuple[int, int], int], check_ops: int, batches: tu
 
 def _undominated(terms: list[tuple[Fraction, Fraction, Fraction, Fraction]]):
     """The terms that can be the largest somewhere (batch, seq >= 1): one no larger in every coefficient than
-    another never is."""
-    kept: list[tuple[Fraction, Fraction, Fraction, Fraction]] = []
-    for term in sorted(set(terms), reverse=True):
-        if not any(all(k >= t for k, t in zip(other, term)) for other in kept):
-            kept.append(term)
-    return kept
+    another never is.
+
+    Compared as integers (every coefficient times the common denominator: a deep stack's train step gives some
+    10,000 distinct terms, and Fraction comparisons made this the sweep's largest cost); a kept term that
+    dominates another moves to the front, where the next terms, close in the sorted order, meet it first."""
+    import math
+
+    unique = sorted(set(terms), reverse=True)
+    scale = math.lcm(*(c.denominator for term in unique for c in term)) if unique else 1
+    scaled = [tuple(int(c * scale) for c in term) for term in unique]
+    kept: list[int] = []                          # indices into unique / scaled
+    for i, (a, b, c, d) in enumerate(scaled):
+        for j, other in enumerate(kept):
+            ka, kb, kc, kd = scaled[other]
+            if ka >= a and kb >= b and kc >= c and kd >= d:
+                if j:
+                    kept.insert(0, kept.pop(j))
+                break
+        else:
+            kept.append(i)
+    return [unique[i] for i in sorted(kept)]
 
 
 def aligned_segments(traces: Sequence[Trace]) -> list[list[int]] | None:
