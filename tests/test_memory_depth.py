@@ -145,14 +145,16 @@ class _StatesUpFront(torch.nn.Module):
     xLSTM makes its cache (three tensors per block): the segment before the stack allocates once per block.
     ``growing``: block ``i``'s state is ``i + 1`` times as wide (the repeats are not alike)."""
 
-    def __init__(self, depth: int = 16, width: int = 8, growing: bool = False) -> None:
+    def __init__(self, depth: int = 16, width: int = 8, growing: bool = False, max_seq: int | None = None) -> None:
         super().__init__()
-        self.growing = growing
+        self.growing, self.max_seq = growing, max_seq
         self.embed = torch.nn.Embedding(V, width)
         self.blocks = torch.nn.ModuleList(torch.nn.Linear(width, width) for _ in range(depth))
         self.head = torch.nn.Linear(width, V)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.max_seq is not None and tokens.shape[1] > self.max_seq:
+            raise ValueError(f"sequences longer than {self.max_seq} are not supported")
         x = self.embed(tokens)
         states = [torch.zeros(x.shape[0], x.shape[-1] * (i + 1 if self.growing else 1), device=x.device)
                   for i, _ in enumerate(self.blocks)]
@@ -228,4 +230,14 @@ def test_a_copy_that_fails_leaves_the_model_traced_at_full_depth(tmp_path, monke
     report = sweep_memory(loaded, **grid)
     assert all(c.status == "ok" for c in report.cells)
     assert [c.estimated_bytes for c in report.cells] == [c.estimated_bytes for c in full.cells]
-    assert any("a copy failed at" in n and n.endswith(": copy broke") for n in report.notes), report.notes
+    assert any("the copies failed at" in n and n.endswith("where the model runs: copy broke")
+               for n in report.notes), report.notes
+
+
+def test_a_size_the_model_itself_cannot_run_fails_its_cells_and_keeps_the_copies():
+    report = sweep_memory(_user(_StatesUpFront(max_seq=12)), batch_sizes=[1, 2], seq_lens=[8, 16],
+                          method="estimate", trace_every_cell=True)
+    assert [c.status for c in report.cells] == ["ok", "error", "ok", "error"]
+    assert all("longer than 12" in (c.reason or "") for c in report.cells if c.status == "error")
+    assert any(n.startswith("estimate traced on copies of the model") for n in report.notes), report.notes
+    assert not any(n.startswith("estimate traced at the model's full depth") for n in report.notes), report.notes

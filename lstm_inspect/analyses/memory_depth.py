@@ -357,7 +357,6 @@ class ShallowCopies:
         from lstm_inspect.analyses.memory_probes import DEPTH_SAME
 
         if not self.checked:
-            self.checked = True
             estimator = self.estimator
             full = relabel(estimator._trace_meta(*DEPTH_CHECK), canonical_names(estimator._meta, self.stack))
             extended, why = self._extended(*DEPTH_CHECK)
@@ -367,6 +366,7 @@ class ShallowCopies:
             if differs is not None:
                 return None, f"at {DEPTH_CHECK[0]}×{DEPTH_CHECK[1]} the extension differed from the model's own " \
                              f"trace ({differs})"
+            self.checked = True
             estimator.notes = (*estimator.notes, DEPTH_SAME.format(
                 low=SHALLOW[0], high=SHALLOW[1], depth=self.stack.depth, path=self.stack.path,
                 batch=DEPTH_CHECK[0], seq=DEPTH_CHECK[1]))

@@ -202,10 +202,14 @@ class Estimator(contextlib.AbstractContextManager):
         if self.route != META_ROUTE:
             return self._trace_fake(batch, seq)
         if self._shallow is not None:
+            full: Trace | None = None
             try:
                 extended, why = self._shallow.trace(batch, seq)
-            except Exception as exc:  # noqa: BLE001 - the model itself may still run at this size
-                extended, why = None, f"a copy failed at {batch}×{seq}: {first_line(exc)}"
+            except Exception as exc:  # noqa: BLE001 - does the model itself run at this size?
+                # Where it does not either, its own error is the cell's and the copies stay (xLSTM's chunked
+                # kernel fails under autograd in training, copies and model alike); where it does, they go.
+                full = self._trace_meta(batch, seq)
+                extended, why = None, f"the copies failed at {batch}×{seq}, where the model runs: {first_line(exc)}"
             if extended is not None:
                 return extended
             self._shallow = None
@@ -213,6 +217,8 @@ class Estimator(contextlib.AbstractContextManager):
             self._check_the_route_at_full_depth()
             if self.route != META_ROUTE:
                 return self._trace_fake(batch, seq)
+            if full is not None:
+                return full
         return self._trace_meta(batch, seq)
 
     def _trace_fake(self, batch: int, seq: int) -> "Trace":
