@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 
 from lstm_inspect.analyses import memory_depth
 from lstm_inspect.analyses.memory import sweep_memory
-from lstm_inspect.analyses.memory_depth import SHALLOW, canonical_names, difference, extend, find_stack, relabel
+from lstm_inspect.analyses.memory_depth import SHALLOW, canonical_names, extend, find_stack, relabel
+from lstm_inspect.analyses.memory_estimate import trace_difference as difference
 from lstm_inspect.analyses.memory_estimate import trace_increment
 from lstm_inspect.analyses.memory_probes import untied_meta_copy, warm_up
 from lstm_inspect.analyses.memory_step import make_step

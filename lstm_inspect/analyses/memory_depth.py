@@ -29,7 +29,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from lstm_inspect.analyses.memory_estimate import Trace
+from lstm_inspect.analyses.memory_estimate import Trace, trace_difference
 
 if TYPE_CHECKING:
     from torch import nn
@@ -44,6 +44,9 @@ SHALLOW = (HEAD + 1 + TAIL, HEAD + 2 + TAIL)
 MIN_DEPTH = 16
 #: (batch, seq) where the extended trace is compared with the full model's own.
 DEPTH_CHECK = (2, 8)
+DEPTH_SAME = ("estimate traced on copies of the model whose {path} keeps its first {low} and {high} of {depth} "
+              "layers, extended to {depth} (what is live in a layer is affine in its index and the depth); the "
+              "extension gave the model's own trace at {batch}×{seq} (same peak, segments and allocations)")
 #: The label of a module that is not the model's (transformers' ``ACT2FN[name]`` makes one per call).
 UNREGISTERED = "a module made during the call"
 
@@ -268,19 +271,6 @@ def _same_shape(a: Sequence[_Segment], b: Sequence[_Segment]) -> bool:
         for x, y in zip(a, b))
 
 
-def difference(extended: Trace, full: Trace) -> str | None:
-    """None when the extended trace is the full model's own (relabelled); else what differs, in words."""
-    if extended.ops != full.ops:
-        return f"{extended.ops:,} ops against {full.ops:,}"
-    if extended.peak != full.peak:
-        return f"peak {extended.peak:,} against {full.peak:,} bytes"
-    if extended.segments != full.segments:
-        return "segments differ"
-    if extended.profiles != full.profiles:
-        return "allocations differ"
-    return None
-
-
 class ShallowCopies:
     """An :class:`~.memory_probes.Estimator`'s copies of the model whose stack keeps its first :data:`SHALLOW`
     layers: their traces, extended to the model's depth (:func:`extend`), stand for its own once the extension
@@ -309,7 +299,7 @@ class ShallowCopies:
         """The shallower copy warmed up with one step at :data:`ROUTE_CHECK`, traced on meta and on a fake-tensor
         copy of it: None where they agree (the meta route is the fake one's for this model's layers)."""
         from lstm_inspect.analyses.memory_estimate import trace_increment
-        from lstm_inspect.analyses.memory_probes import ROUTE_CHECK, _difference
+        from lstm_inspect.analyses.memory_probes import ROUTE_CHECK
         from lstm_inspect.analyses.memory_step import make_step
         from lstm_inspect.errors import first_line
         from lstm_inspect.tracing import fake_copy
@@ -328,7 +318,7 @@ class ShallowCopies:
                                        fake_module, estimator.kernels)
         except Exception as exc:  # noqa: BLE001 - the model's own comparison decides then
             return f"a copy failed: {first_line(exc)}"
-        return _difference(fake, meta)
+        return trace_difference(fake, meta, ops=False, labels=False)
 
     def _trace_one(self, module: Any, step: Any, batch: int, seq: int) -> Trace:
         from lstm_inspect.analyses.memory_estimate import trace_increment
@@ -354,15 +344,13 @@ class ShallowCopies:
 
     def trace(self, batch: int, seq: int) -> tuple[Trace | None, str]:
         """(the extended trace at (batch, seq), "") or (None, why it does not stand for the model's)."""
-        from lstm_inspect.analyses.memory_probes import DEPTH_SAME
-
         if not self.checked:
             estimator = self.estimator
             full = relabel(estimator._trace_meta(*DEPTH_CHECK), canonical_names(estimator._meta, self.stack))
             extended, why = self._extended(*DEPTH_CHECK)
             if extended is None:
                 return None, why
-            differs = difference(extended, full)
+            differs = trace_difference(extended, full)
             if differs is not None:
                 return None, f"at {DEPTH_CHECK[0]}×{DEPTH_CHECK[1]} the extension differed from the model's own " \
                              f"trace ({differs})"

@@ -11,6 +11,7 @@ as peak − baseline, because weights and inputs exist before tracking starts an
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import weakref
 from dataclasses import dataclass
@@ -55,7 +56,6 @@ def _tracker_class():
             self._segment_peak = 0
             self._sizes: dict[int, int] = {}
             self._refs: dict[int, tuple[Any, int]] = {}   # id of a weak reference to a storage: (it, storage key)
-            self._rnn: dict[Any, bool] = {}               # per op: a recurrent kernel whose memory is modelled
 
         def mark(self, label: Any) -> None:
             """End the current segment of the run (a module entered or left, a gradient accumulated)."""
@@ -66,9 +66,7 @@ def _tracker_class():
             self._profile, self._ops = [self.live], [None]
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            rnn = self._rnn.get(func)
-            if rnn is None:
-                rnn = self._rnn[func] = memory_cudnn.is_rnn_op(func) or mkldnn_layer(func) is not None
+            rnn = _modelled_kernel(func)
             if rnn and memory_cudnn.is_backward(func):
                 # no meta kernel: its outputs as the CUDA kernel makes them (the weight gradients share one buffer)
                 out = memory_cudnn.backward_outputs(args)
@@ -112,10 +110,9 @@ def _tracker_class():
                 self._note(func, self.live)
 
         def _adopt(self, tensor: Any, inputs: Any, workspace: int) -> None:
-            try:
-                storage = tensor.untyped_storage()
-            except (RuntimeError, NotImplementedError, AttributeError):
-                return  # e.g. sparse or nested tensors: no plain storage to follow
+            storage = _storage(tensor)
+            if storage is None:
+                return
             key = storage._cdata
             if key in inputs or key in self._sizes:
                 return
@@ -200,11 +197,22 @@ def _separate_outputs(func, out):
     return tree_unflatten(flat, spec) if changed else out
 
 
-def _storage_key(t: "torch.Tensor") -> int | None:
+def _storage(t: "torch.Tensor") -> Any:
     try:
-        return int(t.untyped_storage()._cdata)
+        return t.untyped_storage()
     except (RuntimeError, NotImplementedError, AttributeError):
         return None  # e.g. sparse or nested tensors: no plain storage to follow
+
+
+def _storage_key(t: "torch.Tensor") -> int | None:
+    storage = _storage(t)
+    return None if storage is None else int(storage._cdata)
+
+
+@functools.cache
+def _modelled_kernel(func: Any) -> bool:
+    """Whether ``func`` is a recurrent kernel whose memory the tracker models (oneDNN's LSTM layer, cuDNN's RNN)."""
+    return memory_cudnn.is_rnn_op(func) or mkldnn_layer(func) is not None
 
 
 _TRACKER = None
@@ -301,6 +309,22 @@ class Trace:
     profiles: tuple[tuple[int, ...], ...] = ()
     #: per segment, the op behind each point of its profile (``None``: the segment's start)
     profile_ops: tuple[tuple[Any, ...], ...] = ()
+
+
+def trace_difference(a: Trace, b: Trace, *, ops: bool = True, labels: bool = True) -> str | None:
+    """None when two traces agree on the peak, every segment's peak and the live total after every allocating op
+    (and on the op count and the segments' labels where ``ops`` and ``labels`` ask for them); else what differs.
+    A fake-tensor trace runs ops that allocate nothing and labels its segments with other objects' ids than a meta
+    trace of the same model: those two are compared without either."""
+    if ops and a.ops != b.ops:
+        return f"{a.ops:,} ops against {b.ops:,}"
+    if a.peak != b.peak:
+        return f"peak {a.peak:,} against {b.peak:,} bytes"
+    if (a.segments != b.segments) if labels else ([p for _, p in a.segments] != [p for _, p in b.segments]):
+        return "segments differ" if labels else "segment peaks differ"
+    if a.profiles != b.profiles:
+        return "allocations differ"
+    return None
 
 
 def trace_increment(step: Callable[[tuple], Any], inputs: Callable[[], tuple], mode: Any,

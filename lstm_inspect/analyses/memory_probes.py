@@ -36,9 +36,6 @@ META_SAME = ("estimate traced on the meta device, which gave the fake-tensor tra
              "at {batch}×{seq} (same peak, segments and allocations)")
 META_SAME_COPIES = ("estimate traced on the meta device, which gave the fake-tensor trace's figures on the warm-up "
                     "step at {batch}×{seq} of the model's shallow copy (same peak, segments and allocations)")
-DEPTH_SAME = ("estimate traced on copies of the model whose {path} keeps its first {low} and {high} of {depth} "
-              "layers, extended to {depth} (what is live in a layer is affine in its index and the depth); the "
-              "extension gave the model's own trace at {batch}×{seq} (same peak, segments and allocations)")
 DEPTH_REFUSED = "estimate traced at the model's full depth: its copies with fewer layers do not stand for it: {why}"
 #: (batch, seq) of the warm-up step traced on both copies to choose the route: batch and sequence above 1, so that
 #: no size-1 dimension takes a shortcut (xLSTM runs a single-step kernel at seq 1), and small (a fake-tensor trace
@@ -106,6 +103,8 @@ class Estimator(contextlib.AbstractContextManager):
         traces agree. The warm-up step is the comparison: whatever a first call does once (transformers' RWKV
         rescales its weights in place, the optimizer creates its state) runs on both copies alike, so it is
         compared too, and no cell pays for a fake-tensor trace of its own."""
+        from lstm_inspect.analyses.memory_estimate import trace_difference
+
         batch, seq = ROUTE_CHECK
         self.route = "fake"
         try:
@@ -118,7 +117,7 @@ class Estimator(contextlib.AbstractContextManager):
         except Exception as exc:  # noqa: BLE001 - a forward that needs real data or a CPU device
             why = f"the meta trace failed: {first_line(exc)}"
         else:
-            why = _difference(fake, meta)
+            why = trace_difference(fake, meta, ops=False, labels=False)
         if why is None:
             self.route, self.notes = META_ROUTE, (META_SAME.format(batch=batch, seq=seq),)
         else:
@@ -133,26 +132,23 @@ class Estimator(contextlib.AbstractContextManager):
         try:
             self._meta_warm_up = self._trace_meta(batch, seq)
         except Exception:  # noqa: BLE001 - the full comparison says why
-            self._choose_route_after_meta_failed()
+            self._choose_route()
             return
         self.route, self._shallow = META_ROUTE, shallow
         self.notes = (META_SAME_COPIES.format(batch=batch, seq=seq),)
 
-    def _choose_route_after_meta_failed(self) -> None:
-        self.route = "fake"
-        self._warm_up(*self._fake(), "cpu")
-        self.notes = (META_DIFFERS.format(batch=ROUTE_CHECK[0], seq=ROUTE_CHECK[1], why="the meta trace failed"),)
-
     def _check_the_route_at_full_depth(self) -> None:
         """Where the route was chosen on the copies and they do not stand for the model: compare the model's own
         warm-up on fake tensors with its meta one (kept), as :meth:`_choose_route` does; fake if they differ."""
+        from lstm_inspect.analyses.memory_estimate import trace_difference
+
         meta, self._meta_warm_up = self._meta_warm_up, None
         if meta is None:
             return
         batch, seq = ROUTE_CHECK
         why: str | None
         try:
-            why = _difference(self._trace_fake(batch, seq), meta)
+            why = trace_difference(self._trace_fake(batch, seq), meta, ops=False, labels=False)
         except Exception as exc:  # noqa: BLE001 - the cells will report the failure themselves
             why = f"the fake-tensor trace failed: {first_line(exc)}"
         if why is None:
@@ -294,18 +290,6 @@ def untied_meta_copy(module: "torch.nn.Module") -> "torch.nn.Module":
     finally:
         torch.__future__.set_overwrite_module_params_on_conversion(overwrite)
     return copy_
-
-
-def _difference(fake: "Trace", meta: "Trace") -> str | None:
-    """None when the two traces of one cell agree on the peak, every segment's peak and the live total after
-    every allocating op (their op counts differ: fake tensors run ops that allocate nothing); else what differs."""
-    if fake.peak != meta.peak:
-        return f"peak {fake.peak:,} vs {meta.peak:,} bytes"
-    if [p for _, p in fake.segments] != [p for _, p in meta.segments]:
-        return "segment peaks differ"
-    if fake.profiles != meta.profiles:
-        return "allocations differ"
-    return None
 
 
 class Meter(contextlib.AbstractContextManager):
