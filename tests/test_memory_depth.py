@@ -32,17 +32,17 @@ V = 97
 DEPTH = 18
 
 
-def _hf(tmp_path, kind: str):
+def _hf(tmp_path, kind: str, depth: int = DEPTH):
     import transformers as tf
 
     config = {
-        "mamba": lambda: tf.MambaConfig(hidden_size=32, state_size=4, num_hidden_layers=DEPTH, vocab_size=V, expand=2,
+        "mamba": lambda: tf.MambaConfig(hidden_size=32, state_size=4, num_hidden_layers=depth, vocab_size=V, expand=2,
                                         conv_kernel=4, bos_token_id=0, eos_token_id=0, pad_token_id=0),
-        "gpt2": lambda: tf.GPT2Config(n_embd=32, n_layer=DEPTH, n_head=2, vocab_size=V, n_positions=256),
-        "llama": lambda: tf.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=DEPTH,
+        "gpt2": lambda: tf.GPT2Config(n_embd=32, n_layer=depth, n_head=2, vocab_size=V, n_positions=256),
+        "llama": lambda: tf.LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=depth,
                                         num_attention_heads=4, num_key_value_heads=2, vocab_size=V),
         "rwkv": lambda: tf.RwkvConfig(hidden_size=32, attention_hidden_size=32, intermediate_size=64,
-                                      num_hidden_layers=DEPTH, vocab_size=V, context_length=256),
+                                      num_hidden_layers=depth, vocab_size=V, context_length=256),
     }[kind]()
     tmp_path.mkdir(parents=True, exist_ok=True)
     config.to_json_file(str(tmp_path / "config.json"))
@@ -50,15 +50,17 @@ def _hf(tmp_path, kind: str):
 
 
 class _Tracer:
-    """The model and its two shallow copies on meta, warmed up, each traced as the estimator traces."""
+    """The model and its two shallow copies (``depths`` layers deep) on meta, warmed up, each traced as the estimator
+    traces; ``exceptional``: the repeated layers that run more ops than the others."""
 
-    def __init__(self, loaded, train: bool, optimizer: str = "none") -> None:
-        self.loaded, self.train = loaded, train
+    def __init__(self, loaded, train: bool, optimizer: str = "none", depth: int = DEPTH,
+                 depths: tuple[int, int] = SHALLOW, exceptional: frozenset[int] = frozenset()) -> None:
+        self.loaded, self.train, self.depths, self.exceptional = loaded, train, depths, exceptional
         full = untied_meta_copy(loaded.module)
         self.stack = find_stack(full)
-        assert self.stack is not None and self.stack.depth == DEPTH
+        assert self.stack is not None and self.stack.depth == depth
         self.memo = MetaMemo()
-        modules = [full] + [memory_depth.shallow_copy(full, self.stack, d, untied_meta_copy) for d in SHALLOW]
+        modules = [full] + [memory_depth.shallow_copy(full, self.stack, d, untied_meta_copy) for d in depths]
         self.steps = []
         for module in modules:
             module.train(train)
@@ -80,7 +82,8 @@ class _Tracer:
         return self._trace(0, batch, seq)
 
     def extended(self, batch: int, seq: int):
-        return extend(self._trace(1, batch, seq), self._trace(2, batch, seq), self.stack.depth)
+        return extend(self._trace(1, batch, seq), self._trace(2, batch, seq), self.stack.depth, self.depths,
+                      self.exceptional)
 
 
 @pytest.mark.parametrize("kind, mode", [("mamba", "infer"), ("mamba", "sgd"), ("gpt2", "infer"), ("gpt2", "sgd"),
@@ -144,11 +147,13 @@ def test_the_sweep_refuses_the_extension_with_a_reason(tmp_path):
 class _StatesUpFront(torch.nn.Module):
     """A stack of blocks whose forward makes every block's state before the first block runs, as transformers'
     xLSTM makes its cache (three tensors per block): the segment before the stack allocates once per block.
-    ``growing``: block ``i``'s state is ``i + 1`` times as wide (the repeats are not alike)."""
+    ``growing``: block ``i``'s state is ``i + 1`` times as wide (the repeats are not alike). ``every``: the
+    hidden states are halved after every ``every``-th block, as transformers' RWKV does in inference."""
 
-    def __init__(self, depth: int = 16, width: int = 8, growing: bool = False, max_seq: int | None = None) -> None:
+    def __init__(self, depth: int = 16, width: int = 8, growing: bool = False, max_seq: int | None = None,
+                 every: int = 0) -> None:
         super().__init__()
-        self.growing, self.max_seq = growing, max_seq
+        self.growing, self.max_seq, self.every = growing, max_seq, every
         self.embed = torch.nn.Embedding(V, width)
         self.blocks = torch.nn.ModuleList(torch.nn.Linear(width, width) for _ in range(depth))
         self.head = torch.nn.Linear(width, V)
@@ -159,8 +164,10 @@ class _StatesUpFront(torch.nn.Module):
         x = self.embed(tokens)
         states = [torch.zeros(x.shape[0], x.shape[-1] * (i + 1 if self.growing else 1), device=x.device)
                   for i, _ in enumerate(self.blocks)]
-        for block, state in zip(self.blocks, states):
+        for i, (block, state) in enumerate(zip(self.blocks, states)):
             x = torch.tanh(block(x) + state[:, None, : x.shape[-1]])
+            if self.every and (i + 1) % self.every == 0:
+                x = x / 2
         return self.head(x)
 
 
@@ -242,3 +249,89 @@ def test_a_size_the_model_itself_cannot_run_fails_its_cells_and_keeps_the_copies
     assert all("longer than 12" in (c.reason or "") for c in report.cells if c.status == "error")
     assert any(n.startswith("estimate traced on copies of the model") for n in report.notes), report.notes
     assert not any(n.startswith("estimate traced at the model's full depth") for n in report.notes), report.notes
+
+
+# Layers that run more ops every few layers (RWKV halves its hidden states before every 6th block in inference): a
+# copy deep enough to hold the first of them stands for all of them.
+
+RWKV_DEPTH = 26     # its layers 6, 12, 18 and 24 run the halving; the last (25) does not, nor anything after it
+
+
+@pytest.mark.parametrize("batch, seq", [(2, 8), (1, 8), (4, 32), (3, 70)])
+def test_rwkv_layers_that_halve_their_input_are_taken_from_the_deeper_copy(tmp_path_factory, batch, seq):
+    tracer = _TRACERS.get("rwkv") or _TRACERS.setdefault("rwkv", _Tracer(
+        _hf(tmp_path_factory.mktemp("r"), "rwkv", RWKV_DEPTH), train=False, depth=RWKV_DEPTH, depths=(4, 8),
+        exceptional=frozenset({6, 12, 18, 24})))
+    extended, why = tracer.extended(batch, seq)
+    assert extended is not None, why
+    full = tracer.full(batch, seq)
+    assert (extended.segments, extended.profiles, extended.ops) == (full.segments, full.profiles, full.ops)
+
+
+def test_without_the_exceptional_layers_the_deeper_copy_does_not_stand_for_the_model(tmp_path):
+    # The same copies, told of no exceptional layer: the deeper copy's layer 6 is unlike its others, refused.
+    tracer = _Tracer(_hf(tmp_path, "rwkv", RWKV_DEPTH), train=False, depth=RWKV_DEPTH, depths=(4, 8))
+    extended, why = tracer.extended(2, 8)
+    assert extended is None and why == "the deeper copy's repeated layers are not affine in their index"
+
+
+def test_the_sweep_takes_the_halving_layers_from_a_deeper_copy_and_says_so(tmp_path, monkeypatch):
+    loaded = _hf(tmp_path, "rwkv", RWKV_DEPTH)
+    grid = dict(batch_sizes=[1, 2, 4], seq_lens=[8, 16, 40], method="estimate", trace_every_cell=True)
+    shallow = sweep_memory(loaded, **grid)
+    assert any(n.startswith("estimate traced on copies of the model whose rwkv.blocks keeps its first 4 and 8 of 26 "
+                            "layers") and "its layers 6, 12, 18 and 24 (counted from 0) run more ops than the "
+                            "others, each as the 8-layer copy's layer 6 does" in n for n in shallow.notes), shallow.notes
+    monkeypatch.setattr(memory_depth, "MIN_DEPTH", RWKV_DEPTH + 1)
+    full = sweep_memory(loaded, **grid)
+    assert not any("copies of the model" in n for n in full.notes)
+    assert [c.estimated_bytes for c in shallow.cells] == [c.estimated_bytes for c in full.cells]
+
+
+@pytest.mark.parametrize("mode", ["infer", "train"])
+def test_an_op_every_few_layers_of_a_user_model_is_taken_from_a_deeper_copy(monkeypatch, mode):
+    # Halved after every 5th block, and every block's state made up front (the segment before the stack repeats
+    # once per layer, three times more in the 7-layer copy than in the 4-layer one). In training the halving's
+    # backward runs in the layer before it (4, 9, ...), its forward in the layer after (5, 10, ...): one set of
+    # exceptional layers does not describe both, so the model is traced at full depth, with a note.
+    grid = dict(batch_sizes=[1, 2, 4], seq_lens=[8, 16, 40], method="estimate", trace_every_cell=True, mode=mode)
+    loaded = _user(_StatesUpFront(depth=24, every=5))
+    shallow = sweep_memory(loaded, **grid)
+    copies = [n for n in shallow.notes if n.startswith("estimate traced on copies of the model whose blocks keeps its "
+                                                        "first 4 and 7 of 24 layers")]
+    refused = [n for n in shallow.notes if n.startswith("estimate traced at the model's full depth")]
+    if mode == "infer":
+        assert copies and "its layers 5, 10, 15 and 20 (counted from 0)" in copies[0] and not refused, shallow.notes
+    else:
+        assert refused and not copies, shallow.notes
+    monkeypatch.setattr(memory_depth, "MIN_DEPTH", 25)
+    full = sweep_memory(loaded, **grid)
+    assert [c.estimated_bytes for c in shallow.cells] == [c.estimated_bytes for c in full.cells]
+
+
+@pytest.mark.parametrize("depth, every", [(24, 2), (16, 7)])
+def test_exceptional_layers_too_close_to_the_head_or_too_deep_are_traced_at_full_depth(depth, every):
+    # every 2nd: the first repeated layer already differs; every 7th of 16: a copy of 9 layers (with the 4-layer
+    # one) would cost more than half the model's depth.
+    report = sweep_memory(_user(_StatesUpFront(depth=depth, every=every)), batch_sizes=[1, 2], seq_lens=[8, 16],
+                          method="estimate", trace_every_cell=True)
+    assert any(n.startswith("estimate traced at the model's full depth") for n in report.notes), report.notes
+    assert not any(n.startswith("estimate traced on copies") for n in report.notes), report.notes
+
+
+def test_the_first_trace_of_a_process_counts_as_the_later_ones():
+    # The first meta op of a process imports torch's Python meta kernels (and runs ops of its own); inside the
+    # first trace, that made the copies' fake-tensor and meta warm-ups differ, in a fresh process only.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys, torch; sys.path.insert(0, 'tests')\n"
+            "from test_memory_depth import _StatesUpFront, _user\n"
+            "from lstm_inspect.analyses.memory_probes import Estimator\n"
+            "with Estimator(_user(_StatesUpFront()), torch.float32, train=False) as estimator:\n"
+            "    print(estimator._shallow is not None, estimator.notes)\n")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("True"), done.stdout

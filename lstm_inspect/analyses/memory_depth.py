@@ -15,10 +15,16 @@ start and after each allocating op) then has values at three (layer, depth) pair
 ``a + b·k + c·D``, and at two depths outside them (``a + c·D``). :func:`extend` writes the full-depth trace: its
 segments in order, each one's points and peak, and its op count (affine in ``D``).
 
+Some models run more ops around every few layers: transformers' RWKV halves its hidden states before every 6th
+block in inference, so its layers 6, 12, 18, ... allocate one tensor more than the others. Where the model's own
+trace at :data:`DEPTH_CHECK` shows such layers, all alike, a copy deep enough to hold the first of them as its last
+repeated layer replaces the deeper copy (RWKV's 32 blocks: copies of 4 and 8), and that layer stands for all of
+them, its points moved with the depth and index as a repeated layer's (:func:`_exception`).
+
 It is checked, not assumed: the extended trace must equal the full model's own trace at :data:`DEPTH_CHECK`
 exactly (every segment's label and peak, every point, the op count); anything else (a cache sized by the
-configured depth, an op every few layers such as RWKV's rescaling in inference, a stack not called in order)
-and the model is traced at full depth. The extension is refused earlier where the copies' traces do not line up.
+configured depth, layers unlike the others in other ways, a stack not called in order) and the model is traced at
+full depth. The extension is refused earlier where the copies' traces do not line up.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ MIN_DEPTH = 16
 #: (batch, seq) where the extended trace is compared with the full model's own.
 DEPTH_CHECK = (2, 8)
 DEPTH_SAME = ("estimate traced on copies of the model whose {path} keeps its first {low} and {high} of {depth} "
-              "layers, extended to {depth} (what is live in a layer is affine in its index and the depth); the "
+              "layers, extended to {depth} (what is live in a layer is affine in its index and the depth){unlike}; the "
               "extension gave the model's own trace at {batch}×{seq} (same peak, segments and allocations)")
 #: The label of a module that is not the model's (transformers' ``ACT2FN[name]`` makes one per call).
 UNREGISTERED = "a module made during the call"
@@ -142,26 +148,36 @@ class _Segment:
     label: Any
     points: tuple[int, ...]
     ops: tuple[Any, ...]
+    count: int = 0          # how many ops ran in it
 
 
 #: A run's key: None outside the stack, else ("head", i), ("mid", i) or ("tail", i from the end).
 _Key = Any
 
 
-def extend(low: Trace, high: Trace, depth: int) -> tuple[Trace | None, str]:
-    """The trace at ``depth`` from the relabelled traces of the copies :data:`SHALLOW` layers deep:
-    ``(trace, "")``, or ``(None, why)`` where they do not line up."""
-    shallow = SHALLOW[0]
-    runs_low, runs_high = _runs(low, shallow), _runs(high, shallow + 1)
+def extend(low: Trace, high: Trace, depth: int, depths: tuple[int, int] = SHALLOW,
+           exceptional: frozenset[int] = frozenset()) -> tuple[Trace | None, str]:
+    """The trace at ``depth`` from the relabelled traces of the copies ``depths`` layers deep (the shallower one
+    with one repeated layer): ``(trace, "")``, or ``(None, why)`` where they do not line up.
+
+    ``exceptional``: the indices of the repeated layers that run more ops than the others (RWKV halves its hidden
+    states before every 6th block in inference); the deeper copy must hold one of them, which stands for all
+    of them (see :func:`_exception`)."""
+    d1, d2 = depths
+    n = d2 - d1
+    runs_low, runs_high = _runs(low, d1), _runs(high, d2)
     if runs_low is None or runs_high is None:
         return None, "a segment's peak is not the largest of its points"
-    first, extra = ("mid", HEAD), ("mid", HEAD + 1)
-    if [k for k, _ in runs_high if k != extra] != [k for k, _ in runs_low]:
+    first, extras = ("mid", HEAD), [("mid", k) for k in range(HEAD + 1, d2 - TAIL)]
+    if [k for k, _ in runs_high if k not in extras] != [k for k, _ in runs_low]:
         return None, "the copies' layers do not run in the same order"
     out = _Extended()
-    i_low = 0
+    i_low, extra_ops = 0, 0
+    in_high = len([k for k in exceptional if HEAD <= k < d2 - TAIL])
+    if exceptional & {HEAD, HEAD + 1} or (exceptional and not in_high):
+        return None, "the layers that run more ops are not where the copies can stand for them"
     for i, (key, run_high) in enumerate(runs_high):
-        if key == extra:
+        if key in extras:
             continue
         run_low = runs_low[i_low][1]
         i_low += 1
@@ -170,56 +186,127 @@ def extend(low: Trace, high: Trace, depth: int) -> tuple[Trace | None, str]:
             if len(run_low) != len(run_high):
                 return None, "a segment outside the repeated layers differs between the copies"
             for s4, s5 in zip(run_low, run_high):
-                extended = _outside(s4, s5, depth) if _at_layer(s4.label, 0) == _at_layer(s5.label, 0) else None
+                extended = _outside(s4, s5, depth, d1, n) if _at_layer(s4.label, 0) == _at_layer(s5.label, 0) else None
                 if extended is None:
                     return None, "a segment outside the repeated layers differs between the copies"
                 out.add(_at_layer(s4.label, index), *extended)
             continue
-        # the deeper copy's second repeated layer: the run beside this one (after it in the forward, before it in
-        # the backward)
-        beside = [j for j in (i + 1, i - 1) if 0 <= j < len(runs_high) and runs_high[j][0] == extra]
-        if not beside:
+        # the deeper copy's other repeated layers: the runs after this one in the forward, before it in the backward
+        forward = [k for k, _ in runs_high[i + 1:i + 1 + len(extras)]] == extras
+        block = runs_high[i + 1:i + 1 + len(extras)] if forward else runs_high[max(i - len(extras), 0):i][::-1]
+        if [k for k, _ in block] != extras:
             return None, "a repeated layer of the deeper copy has no run beside the other's"
-        run_next = runs_high[beside[0]][1]
+        mids = {k[1]: run for k, run in block}
+        run_next = mids[HEAD + 1]
         if not (_same_shape(run_low, run_high) and _same_shape(run_low, run_next)):
             return None, "a repeated layer's segments differ between the copies"
+        layer = _Layer(run_low, run_high, run_next, d1, n)
+        if layer.coefficients is None:
+            return None, "a repeated layer's points are not affine in the depth"
+        for k, run in mids.items():
+            if k not in exceptional and (not _same_shape(run_low, run) or
+                                         [s.points for s in run] != layer.points(k, d2)):
+                return None, "the deeper copy's repeated layers are not affine in their index"
+        exception, x = None, 0
+        if exceptional:
+            x = max(k for k in exceptional if k in mids)
+            exception = _exception(layer, run_low, mids[x], x, d2)
+            if exception is None:
+                return None, "a layer that runs more ops has other segments than the others"
+            extra_ops += sum(s.count for s in mids[x]) - sum(s.count for s in run_next)
         layers = range(HEAD, depth - TAIL)
-        for k in (layers if beside[0] == i + 1 else reversed(layers)):
-            for s4, s5, s5_next in zip(run_low, run_high, run_next):
-                # a + b·k + c·D through (k, D) = (HEAD, 4), (HEAD, 5), (HEAD + 1, 5)
-                out.add(_at_layer(s4.label, k),
-                        tuple(p4 + (q - p5) * (k - HEAD) + (p5 - p4) * (depth - shallow)
-                              for p4, p5, q in zip(s4.points, s5.points, s5_next.points)), s4.ops)
-    ops = low.ops + (high.ops - low.ops) * (depth - shallow)
+        for k in (layers if forward else reversed(layers)):
+            unlike = exception is not None and k in exceptional
+            points = exception(k, depth) if exception is not None and unlike else layer.points(k, depth)
+            for segment, values in zip(mids[x] if unlike else run_low, points):
+                out.add(_at_layer(segment.label, k), values, segment.ops)
+    # ops: the shallower copy's, then per layer more one repeated layer's, and each exceptional layer's extra ones
+    per_layer, rest = divmod(high.ops - low.ops - extra_ops * in_high, n)
+    if rest:
+        return None, "the copies' op counts are not affine in the depth"
+    in_model = len([k for k in exceptional if HEAD <= k < depth - TAIL])
+    ops = low.ops + per_layer * (depth - d1) + extra_ops * in_model
     return Trace(max((p for _, p in out.segments), default=0), ops, tuple(out.segments), tuple(out.profiles),
                  tuple(out.names)), ""
 
 
-def _outside(s4: _Segment, s5: _Segment, depth: int) -> tuple[tuple[int, ...], tuple[Any, ...]] | None:
-    """A segment outside the repeated layers at ``depth``: each point ``a + c·D``. Where the deeper copy's segment
-    has ``m`` more points, they must be one more repeat of the ``m`` before them (a state made for every layer
-    before the first runs, as transformers' xLSTM cache makes three per block); the model then has ``D − 4``
-    repeats more than the shallower copy, each ``m`` points as much above the one before as the deeper copy's
-    last above its previous one. Else None."""
-    shallow = SHALLOW[0]
-    p4, p5, o4, o5 = s4.points, s5.points, s4.ops, s5.ops
-    m = len(p5) - len(p4)
-    if m == 0:
-        if o4 != o5:
-            return None
-        return tuple(a + (b - a) * (depth - shallow) for a, b in zip(p4, p5)), o4
-    if m < 0:
+class _Layer:
+    """A repeated layer's points at any (index k, depth D): ``a + b·k + c·D`` per point, through its runs at
+    (HEAD, d1), (HEAD, d1 + n) and (HEAD + 1, d1 + n); ``coefficients`` is None where ``c`` is not an integer."""
+
+    def __init__(self, low: Sequence[_Segment], high: Sequence[_Segment], after: Sequence[_Segment], d1: int,
+                 n: int) -> None:
+        self.d1, self.low = d1, [s.points for s in low]
+        self.coefficients: list[list[tuple[int, int]]] | None = []
+        for s1, s2, s3 in zip(low, high, after):
+            per_point = []
+            for p1, p2, p3 in zip(s1.points, s2.points, s3.points):
+                c, rest = divmod(p2 - p1, n)
+                if rest:
+                    self.coefficients = None
+                    return
+                per_point.append((p3 - p2, c))
+            self.coefficients.append(per_point)
+
+    def points(self, k: int, depth: int) -> list[tuple[int, ...]]:
+        assert self.coefficients is not None
+        return [tuple(p + b * (k - HEAD) + c * (depth - self.d1) for p, (b, c) in zip(points, coefficients))
+                for points, coefficients in zip(self.low, self.coefficients)]
+
+
+def _exception(layer: _Layer, regular: Sequence[_Segment], run: Sequence[_Segment], x: int,
+               d2: int) -> Callable[[int, int], list] | None:
+    """An exceptional layer's points at (k, D) from its run at (x, d2): moved as the repeated layer's points move
+    from (x, d2) to (k, D), point by point in the segments that have as many points and the same ops as the
+    repeated layer's, else every point as the segment's start (an op that only the exceptional layer runs
+    allocates as much wherever it runs). None where the run has other segments than the repeated layer's."""
+    assert layer.coefficients is not None
+    if len(run) != len(regular) or any(_at_layer(a.label, 0) != _at_layer(b.label, 0) for a, b in zip(run, regular)):
         return None
+    moves: list[list[tuple[int, int]]] = []
+    for segment, like, coefficients in zip(run, regular, layer.coefficients):
+        same = len(segment.points) == len(like.points) and segment.ops == like.ops
+        moves.append(list(coefficients) if same else [coefficients[0]] * len(segment.points))
+
+    def at(k: int, depth: int) -> list[tuple[int, ...]]:
+        return [tuple(p + b * (k - x) + c * (depth - d2) for p, (b, c) in zip(segment.points, move))
+                for segment, move in zip(run, moves)]
+
+    return at
+
+
+def _outside(s4: _Segment, s5: _Segment, depth: int, d1: int = SHALLOW[0],
+             n: int = 1) -> tuple[tuple[int, ...], tuple[Any, ...]] | None:
+    """A segment outside the repeated layers at ``depth`` from the copies ``d1`` and ``d1 + n`` layers deep: each
+    point ``a + c·D``. Where the deeper copy's segment has ``n·m`` more points, they must be ``n`` more repeats of
+    the ``m`` before them (a state made for every layer before the first runs, as transformers' xLSTM cache makes
+    three per block); the model then has ``D − d1`` repeats more than the shallower copy, each ``m`` points as
+    much above the one before as the deeper copy's last above its previous one. Else None."""
+    p4, p5, o4, o5 = s4.points, s5.points, s4.ops, s5.ops
+    extra = len(p5) - len(p4)
+    if extra == 0:
+        if o4 != o5 or any((b - a) % n for a, b in zip(p4, p5)):
+            return None
+        return tuple(a + (b - a) // n * (depth - d1) for a, b in zip(p4, p5)), o4
+    if extra < 0 or extra % n:
+        return None
+    m = extra // n
     common = next((i for i in range(len(o4)) if o4[-1 - i] != o5[-1 - i]), len(o4))
-    # where the extra repeat is: before the ops both end with (or at the end, where those are repeats themselves)
+    # where the extra repeats are: before the ops both end with (or at the end, where those are repeats themselves)
     at = next((at for at in (len(o4) - common, len(o4)) if m <= at and o5[:at] == o4[:at]
-               and o5[at:at + m] == o4[at - m:at] and o5[at + m:] == o4[at:] and p5[:at] == p4[:at]), None)
+               and o5[at:at + extra] == o4[at - m:at] * n and o5[at + extra:] == o4[at:] and p5[:at] == p4[:at]),
+              None)
     if at is None:
         return None
     step = [p5[at + q] - p4[at - m + q] for q in range(m)]
-    repeats = tuple(p4[at - m + q] + e * step[q] for e in range(1, depth - shallow + 1) for q in range(m))
-    after = tuple(a + (b - a) * (depth - shallow) for a, b in zip(p4[at:], p5[at + m:]))
-    return p4[:at] + repeats + after, o4[:at] + o4[at - m:at] * (depth - shallow) + o4[at:]
+    if any(p5[at + e * m + q] != p4[at - m + q] + (e + 1) * step[q] for e in range(n) for q in range(m)):
+        return None
+    after = [(a, b) for a, b in zip(p4[at:], p5[at + extra:])]
+    if any((b - a) % n for a, b in after):
+        return None
+    repeats = tuple(p4[at - m + q] + e * step[q] for e in range(1, depth - d1 + 1) for q in range(m))
+    return (p4[:at] + repeats + tuple(a + (b - a) // n * (depth - d1) for a, b in after),
+            o4[:at] + o4[at - m:at] * (depth - d1) + o4[at:])
 
 
 class _Extended:
@@ -238,7 +325,8 @@ def _runs(trace: Trace, depth: int) -> list[tuple[_Key, list[_Segment]]] | None:
     """The trace's segments in runs of one layer (key None: outside the stack); None where a segment's peak is
     not its largest point (the points would not stand for the segment)."""
     runs: list[tuple[_Key, list[_Segment]]] = []
-    for (label, peak), points, names in zip(trace.segments, trace.profiles, trace.profile_ops):
+    counts = trace.segment_ops or (0,) * len(trace.segments)
+    for (label, peak), points, names, count in zip(trace.segments, trace.profiles, trace.profile_ops, counts):
         if not points or max(points) != peak:
             return None
         if isinstance(label, tuple) and len(label) == 2 and label[1] == UNREGISTERED:
@@ -249,7 +337,7 @@ def _runs(trace: Trace, depth: int) -> list[tuple[_Key, list[_Segment]]] | None:
                 else ("mid", index)
         else:
             key = None
-        segment = _Segment(label, points, names)
+        segment = _Segment(label, points, names, count)
         if runs and runs[-1][0] == key:
             runs[-1][1].append(segment)
         else:
@@ -264,11 +352,14 @@ def _at_layer(label: Any, index: int | None) -> Any:
     return label
 
 
+def _shape(run: Sequence[_Segment]) -> tuple:
+    """A run's segments but for the layer index: their labels, how many points each, and the ops."""
+    return tuple((_at_layer(s.label, 0), len(s.points), s.ops) for s in run)
+
+
 def _same_shape(a: Sequence[_Segment], b: Sequence[_Segment]) -> bool:
     """The same segments but for the layer index, as many points each, and the same ops."""
-    return len(a) == len(b) and all(
-        _at_layer(x.label, 0) == _at_layer(y.label, 0) and len(x.points) == len(y.points) and x.ops == y.ops
-        for x, y in zip(a, b))
+    return _shape(a) == _shape(b)
 
 
 class ShallowCopies:
@@ -277,23 +368,32 @@ class ShallowCopies:
     gave the model's own trace at :data:`DEPTH_CHECK` (checked at the first trace)."""
 
     def __init__(self, estimator: "Estimator", stack: Stack) -> None:
-        from lstm_inspect.analyses.memory_probes import untied_meta_copy
-        from lstm_inspect.analyses.memory_step import make_step
         from lstm_inspect.meta_memo import memo_for
 
         self.estimator, self.stack = estimator, stack
         self.memo = memo_for(estimator._meta)       # one memo for the model and its copies: the same ops
-        self.copies = []
-        for depth in SHALLOW:
-            module = shallow_copy(estimator._inputs_of.module, stack, depth, untied_meta_copy)
-            module.train(estimator.train)
-            step = make_step(estimator.train, estimator.loop, estimator.optimizer)(module)
-            self.copies.append((module, step, canonical_names(module, stack)))
+        self.depths: tuple[int, int] = SHALLOW
+        #: the repeated layers that run more ops than the others (see :meth:`_deeper_copy`)
+        self.exceptional: frozenset[int] = frozenset()
+        self.copies = [self._copy(depth) for depth in SHALLOW]
         #: None where the shallower copy's warm-up gave the same figures on meta and on fake tensors, else why not
         self.route_why: str | None = self._route_check()
-        module, step, _ = self.copies[1]
-        estimator._warm_up(step, module, contextlib.nullcontext(), "meta")
+        self._warm_up(self.copies[1])
         self.checked = False
+
+    def _copy(self, depth: int) -> tuple[Any, Any, dict[int, tuple[int | None, str]]]:
+        from lstm_inspect.analyses.memory_probes import untied_meta_copy
+        from lstm_inspect.analyses.memory_step import make_step
+
+        estimator = self.estimator
+        module = shallow_copy(estimator._inputs_of.module, self.stack, depth, untied_meta_copy)
+        module.train(estimator.train)
+        step = make_step(estimator.train, estimator.loop, estimator.optimizer)(module)
+        return module, step, canonical_names(module, self.stack)
+
+    def _warm_up(self, copy_: tuple[Any, Any, Any]) -> None:
+        module, step, _ = copy_
+        self.estimator._warm_up(step, module, contextlib.nullcontext(), "meta")
 
     def _route_check(self) -> str | None:
         """The shallower copy warmed up with one step at :data:`ROUTE_CHECK`, traced on meta and on a fake-tensor
@@ -347,7 +447,11 @@ class ShallowCopies:
         if not self.checked:
             estimator = self.estimator
             full = relabel(estimator._trace_meta(*DEPTH_CHECK), canonical_names(estimator._meta, self.stack))
-            extended, why = self._extended(*DEPTH_CHECK)
+            traces = self._traces(*DEPTH_CHECK)
+            extended, why = self._extend(traces)
+            if (extended is None or trace_difference(extended, full) is not None) and \
+                    self._deeper_copy(full, traces[0]):
+                extended, why = self._extended(*DEPTH_CHECK)
             if extended is None:
                 return None, why
             differs = trace_difference(extended, full)
@@ -355,11 +459,57 @@ class ShallowCopies:
                 return None, f"at {DEPTH_CHECK[0]}×{DEPTH_CHECK[1]} the extension differed from the model's own " \
                              f"trace ({differs})"
             self.checked = True
-            estimator.notes = (*estimator.notes, DEPTH_SAME.format(
-                low=SHALLOW[0], high=SHALLOW[1], depth=self.stack.depth, path=self.stack.path,
-                batch=DEPTH_CHECK[0], seq=DEPTH_CHECK[1]))
+            estimator.notes = (*estimator.notes, self._note())
         return self._extended(batch, seq)
 
+    def _note(self) -> str:
+        low, high = self.depths
+        unlike = ""
+        if self.exceptional:
+            layers = sorted(self.exceptional)
+            named = ", ".join(str(k) for k in layers[:-1]) + f" and {layers[-1]}" if len(layers) > 1 else str(layers[0])
+            unlike = (f"; its layers {named} (counted from 0) run more ops than the others, each as the {high}-layer "
+                      f"copy's layer {max(k for k in layers if k < high - TAIL)} does")
+        return DEPTH_SAME.format(low=low, high=high, depth=self.stack.depth, path=self.stack.path, unlike=unlike,
+                                 batch=DEPTH_CHECK[0], seq=DEPTH_CHECK[1])
+
+    def _deeper_copy(self, full: Trace, low: Trace) -> bool:
+        """Where the model's repeated layers are all like the shallower copy's but some that run more ops, all alike
+        (RWKV halves its hidden states before every 6th block in inference: its layers 6, 12, ...): a copy deep
+        enough to hold the first of them as its last repeated layer replaces the deeper copy, and stands for all of
+        them (:func:`extend`). Only where the two copies still cost at most half the model's depth, and where one set
+        of layers is unlike the others in the forward and the backward alike (in training, an op between two layers
+        runs its forward in the later layer's segments and its backward in the earlier one's: such a model is traced
+        at full depth). True where the copy was made."""
+        depth = self.stack.depth
+        runs, low_runs = _runs(full, depth), _runs(low, self.depths[0])
+        if runs is None or low_runs is None:
+            return False
+        regular = [_shape(run) for key, run in low_runs if key == ("mid", HEAD)]   # forward, and backward if any
+        seen: dict[int, list[tuple]] = {}
+        for key, run in runs:
+            if key is not None and key[0] == "mid":
+                seen.setdefault(key[1], []).append(_shape(run))
+        unlike = {k for k, shapes in seen.items() if shapes != regular}
+        if not unlike or len({tuple(seen[k]) for k in unlike}) != 1:
+            return False
+        deeper = min(unlike) + 1 + TAIL
+        if min(unlike) < HEAD + 2 or self.depths[0] + deeper > depth // 2:
+            return False
+        try:
+            copy_ = self._copy(deeper)
+            self._warm_up(copy_)
+        except Exception:  # noqa: BLE001 - the check refuses the copies then
+            return False
+        self.copies = [self.copies[0], copy_]
+        self.depths, self.exceptional = (self.depths[0], deeper), frozenset(unlike)
+        return True
+
+    def _traces(self, batch: int, seq: int) -> list[Trace]:
+        return [relabel(self._trace_one(module, step, batch, seq), names) for module, step, names in self.copies]
+
+    def _extend(self, traces: list[Trace]) -> tuple[Trace | None, str]:
+        return extend(traces[0], traces[1], self.stack.depth, self.depths, self.exceptional)
+
     def _extended(self, batch: int, seq: int) -> tuple[Trace | None, str]:
-        traces = [relabel(self._trace_one(module, step, batch, seq), names) for module, step, names in self.copies]
-        return extend(traces[0], traces[1], self.stack.depth)
+        return self._extend(self._traces(batch, seq))

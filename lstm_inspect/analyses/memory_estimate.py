@@ -51,17 +51,23 @@ def _tracker_class():
             self.profiles: list[tuple[int, ...]] = []
             #: Per segment, what each point of its profile is: ``None`` for the start, else the op.
             self.profile_ops: list[tuple[Any, ...]] = []
+            #: Per segment, how many ops ran in it.
+            self.segment_ops: list[int] = []
+            self._ops_at_mark = 0
             self._profile: list[int] = [0]
             self._ops: list[Any] = [None]
             self._segment_peak = 0
             self._sizes: dict[int, int] = {}
             self._refs: dict[int, tuple[Any, int]] = {}   # id of a weak reference to a storage: (it, storage key)
+            self._released_once = self._released           # one bound method for every weak reference
 
         def mark(self, label: Any) -> None:
             """End the current segment of the run (a module entered or left, a gradient accumulated)."""
             self.segments.append((label, max(self._segment_peak, self.live)))
             self.profiles.append(tuple(self._profile))
             self.profile_ops.append(tuple(self._ops))
+            self.segment_ops.append(self.ops - self._ops_at_mark)
+            self._ops_at_mark = self.ops
             self._segment_peak = self.live
             self._profile, self._ops = [self.live], [None]
 
@@ -83,9 +89,16 @@ def _tracker_class():
                 return out
             before = self.live
             if self.memo is not None and self.memo.rebuilt and not rnn:
-                # outputs the memo built just now: new storages, none of them an input's
+                # outputs the memo built just now: plain meta tensors with new storages, none of them an input's or
+                # one seen before (:meth:`_adopt` without its lookups, the one path most ops of a meta trace take)
+                sizes, refs, released = self._sizes, self._refs, self._released_once
                 for tensor in flat_out:
-                    self._adopt(tensor, _NO_INPUTS, 0)
+                    storage = tensor.untyped_storage()
+                    key, size = storage._cdata, storage.nbytes()
+                    sizes[key] = size
+                    self.live += size
+                    ref = weakref.ref(storage, released)
+                    refs[id(ref)] = (ref, key)
             else:
                 # Views and in-place ops hand back an input's storage: no new memory.
                 inputs = {_storage_key(t) for t in _tensors(args)}
@@ -121,7 +134,7 @@ def _tracker_class():
             self.live += size
             # The storage's Python object is preserved while the storage lives (held by a tensor or by
             # autograd's saved tensors), so the weak reference's callback runs when the memory would be freed.
-            ref = weakref.ref(storage, self._released)
+            ref = weakref.ref(storage, self._released_once)
             self._refs[id(ref)] = (ref, key)
 
         def _released(self, ref: Any) -> None:
@@ -229,39 +242,47 @@ def live_storage_tracker(memo: Callable | None = None):
     return _TRACKER(memo)
 
 
-def _real_linear_mode_class():
+@contextlib.contextmanager
+def plain_tensor_kernels(tracker: Any = None) -> Iterator[None]:
+    """Within: ``F.linear`` takes the branch its C++ kernel takes on plain tensors, and tensors made from Python
+    data are handed to ``tracker``.
+
+    ``at::linear`` is a composite kernel that checks ``isTensorSubclassLike``: on fake tensors (or whenever a
+    dispatch mode is active) it adds the bias out of place, so a logits-sized temporary appears twice; on plain
+    tensors it fuses ``addmm`` or adds the bias in place. For the language model's projection that is the
+    difference between one and two ``B·T·V`` buffers. Tensors made from Python data (``torch.tensor``,
+    ``as_tensor``, ``asarray``) dispatch no op on the meta device: the tracker is told of them here.
+
+    Done by replacing the four functions on their modules for the trace (``nn.Linear`` and model code look them
+    up there at each call), not with a ``TorchFunctionMode``: a mode sees every torch call, and on a per-step
+    loop that cost a sixth of the trace. A call through a reference taken before the trace (``from torch import
+    tensor``) is not seen.
+    """
     import torch
     import torch.nn.functional as F
-    from torch.overrides import TorchFunctionMode
 
-    literals = (torch.tensor, torch.as_tensor, torch.asarray)
+    saved = [(F, "linear", F.linear)] + [(torch, name, getattr(torch, name)) for name in _LITERALS]
 
-    class RealKernelLinear(TorchFunctionMode):
-        """Route ``F.linear`` through the branch its C++ kernel takes on plain tensors.
-
-        ``at::linear`` is a composite kernel that checks ``isTensorSubclassLike``: on fake tensors (or
-        whenever a dispatch mode is active) it adds the bias out of place, so a logits-sized temporary
-        appears twice; on plain tensors it fuses ``addmm`` or adds the bias in place. For the
-        language model's projection that is the difference between one and two ``B·T·V`` buffers.
-
-        With a ``tracker``, tensors made from Python data (``torch.tensor``, ``as_tensor``, ``asarray``)
-        are handed to it: they dispatch no op on the meta device.
-        """
-
-        def __init__(self, tracker: Any = None) -> None:
-            super().__init__()
-            self.tracker = tracker
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            if func is F.linear or func is torch._C._nn.linear:
-                return _linear_as_on_plain_tensors(*args, **kwargs)
-            out = func(*args, **kwargs)
-            if self.tracker is not None and func in literals:
-                self.tracker.adopt_literal(out, func)
+    def literal(make: Callable) -> Callable:
+        @functools.wraps(make)
+        def made(*args: Any, **kwargs: Any) -> Any:
+            out = make(*args, **kwargs)
+            if tracker is not None:
+                tracker.adopt_literal(out, make)
             return out
+        return made
 
-    return RealKernelLinear
+    F.linear = _linear_as_on_plain_tensors
+    for _, name, make in saved[1:]:
+        setattr(torch, name, literal(make))
+    try:
+        yield
+    finally:
+        for owner, name, original in saved:
+            setattr(owner, name, original)
+
+
+_LITERALS = ("tensor", "as_tensor", "asarray")
 
 
 def _linear_as_on_plain_tensors(input, weight, bias=None):
@@ -277,16 +298,6 @@ def _linear_as_on_plain_tensors(input, weight, bias=None):
     if bias is not None:
         output.add_(bias)
     return output
-
-
-_LINEAR = None
-
-
-def real_kernel_linear(tracker: Any = None):
-    global _LINEAR
-    if _LINEAR is None:
-        _LINEAR = _real_linear_mode_class()
-    return _LINEAR(tracker)
 
 
 def estimate_increment(step: Callable[[tuple], Any], inputs: Callable[[], tuple], mode: Any) -> int:
@@ -309,6 +320,8 @@ class Trace:
     profiles: tuple[tuple[int, ...], ...] = ()
     #: per segment, the op behind each point of its profile (``None``: the segment's start)
     profile_ops: tuple[tuple[Any, ...], ...] = ()
+    #: per segment, how many ops ran in it (empty: not recorded)
+    segment_ops: tuple[int, ...] = ()
 
 
 def trace_difference(a: Trace, b: Trace, *, ops: bool = True, labels: bool = True) -> str | None:
@@ -335,6 +348,7 @@ def trace_increment(step: Callable[[tuple], Any], inputs: Callable[[], tuple], m
     optimizer's step, and each segment's peak is kept. ``kernels="cuda"`` runs the recurrent modules as
     cuDNN's kernel (:mod:`~lstm_inspect.analyses.memory_cudnn`) instead of the CPU's. ``memo``: a MetaMemo,
     for a trace on meta tensors."""
+    _load_meta_kernels()
     with mode:
         args = inputs()
         tracker = live_storage_tracker(memo)
@@ -347,7 +361,7 @@ def trace_increment(step: Callable[[tuple], Any], inputs: Callable[[], tuple], m
         gc_was_enabled = gc.isenabled()
         gc.disable()
         try:
-            with real_kernel_linear(tracker), rnn, tracker, _segment_marks(tracker, module):
+            with plain_tensor_kernels(tracker), rnn, tracker, _segment_marks(tracker, module):
                 result = step(args)
                 del result
         finally:
@@ -355,7 +369,18 @@ def trace_increment(step: Callable[[tuple], Any], inputs: Callable[[], tuple], m
                 gc.enable()
         tracker.mark("end")
     return Trace(int(tracker.peak), tracker.ops, tuple(tracker.segments), tuple(tracker.profiles),
-                 tuple(tracker.profile_ops))
+                 tuple(tracker.profile_ops), tuple(tracker.segment_ops))
+
+
+@functools.cache
+def _load_meta_kernels() -> None:
+    """Run one op on the meta device, outside any trace, once per process. The first meta op of a process imports
+    torch's Python meta kernels and decompositions (some 800 modules, which run ops of their own); done inside the
+    first trace, that trace miscounted (a small user model's first fake-tensor and meta traces differed by two
+    activations, and agreed from the second trace on), so the first route comparison of a process could fail."""
+    import torch
+
+    torch.ones(1, device="meta") + 1
 
 
 @contextlib.contextmanager
