@@ -2,7 +2,7 @@
 
 Targets: the estimate of the whole default 20-cell grid <= 2.5 × import torch, for the default model
 and for a ~1.5B-parameter config; the CPU measurement of the default grid <= 60 s. Issue 11: the default
-grid on hf:mamba, hf:rwkv, hf:xlstm <= 5 × import torch (those take minutes: ``--hf`` adds them, one
+grid on hf:mamba, hf:rwkv, hf:xlstm <= 5 × import torch (``--hf`` adds them, one
 round each); ``generation`` on the built-in and on hf:mamba.
 
 Run: ``.venv/bin/python benchmarks/bench_memory.py [--repeat 3] [--hf] [--no-measure]``
