@@ -73,6 +73,50 @@ def test_estimate_tracker_is_peak_minus_baseline_of_known_allocations(n1, n2, n3
     assert got == _hand_made_peak(n1, n2, n3)
 
 
+def test_the_traces_function_swaps_act_for_the_tracing_thread_only_and_are_undone():
+    # A trace replaces F.linear and torch.tensor/as_tensor/asarray while it runs; another thread meanwhile gets the
+    # originals (its literals are not the trace's), a second trace waits its turn, and all four are restored.
+    import threading
+
+    import torch.nn.functional as F
+
+    from lstm_inspect.analyses.memory_estimate import plain_tensor_kernels
+
+    originals = (F.linear, torch.tensor, torch.as_tensor, torch.asarray)
+    adopted: list[tuple[str, object]] = []
+
+    class Tracker:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def adopt_literal(self, value, func) -> None:
+            adopted.append((self.name, func))
+
+    started, done = threading.Event(), threading.Event()
+    got: dict[str, object] = {}
+
+    def other_thread() -> None:
+        started.wait(10)
+        got["linear"] = F.linear
+        torch.tensor([1.0])
+        done.set()
+        with plain_tensor_kernels(Tracker("second")):      # waits for the first trace to end
+            torch.tensor([3.0])
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    with plain_tensor_kernels(Tracker("first")):
+        started.set()
+        assert done.wait(10)
+        torch.tensor([2.0])
+        x, w, b = torch.ones(2, 3, 5), torch.ones(4, 5), torch.ones(4)
+        assert torch.equal(F.linear(x, w, b), originals[0](x, w, b))
+    thread.join(10)
+    assert adopted == [("first", originals[1]), ("second", originals[1])]
+    assert got["linear"] is not originals[0]               # the swapped function, acting as the original there
+    assert (F.linear, torch.tensor, torch.as_tensor, torch.asarray) == originals
+
+
 def _logits_bytes(spec: ModelSpec, batch: int, seq: int) -> int:
     return batch * seq * spec.vocab_size * F32
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import threading
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -256,32 +257,40 @@ def plain_tensor_kernels(tracker: Any = None) -> Iterator[None]:
     Done by replacing the four functions on their modules for the trace (``nn.Linear`` and model code look them
     up there at each call), not with a ``TorchFunctionMode``: a mode sees every torch call, and on a per-step
     loop that cost a sixth of the trace. A call through a reference taken before the trace (``from torch import
-    tensor``) is not seen.
+    tensor``) is not seen. The replacements act for the tracing thread only (another thread calling them meanwhile
+    gets the originals), and traces in several threads take turns (a lock), so that each restores what it found.
     """
     import torch
     import torch.nn.functional as F
 
-    saved = [(F, "linear", F.linear)] + [(torch, name, getattr(torch, name)) for name in _LITERALS]
+    with _PATCHING:
+        saved = [(F, "linear", F.linear)] + [(torch, name, getattr(torch, name)) for name in _LITERALS]
+        tracing = threading.get_ident()
 
-    def literal(make: Callable) -> Callable:
-        @functools.wraps(make)
-        def made(*args: Any, **kwargs: Any) -> Any:
-            out = make(*args, **kwargs)
-            if tracker is not None:
-                tracker.adopt_literal(out, make)
-            return out
-        return made
+        def linear(*args: Any, **kwargs: Any) -> Any:
+            plain = threading.get_ident() == tracing
+            return (_linear_as_on_plain_tensors if plain else saved[0][2])(*args, **kwargs)
 
-    F.linear = _linear_as_on_plain_tensors
-    for _, name, make in saved[1:]:
-        setattr(torch, name, literal(make))
-    try:
-        yield
-    finally:
-        for owner, name, original in saved:
-            setattr(owner, name, original)
+        def literal(make: Callable) -> Callable:
+            @functools.wraps(make)
+            def made(*args: Any, **kwargs: Any) -> Any:
+                out = make(*args, **kwargs)
+                if tracker is not None and threading.get_ident() == tracing:
+                    tracker.adopt_literal(out, make)
+                return out
+            return made
+
+        F.linear = linear
+        for _, name, make in saved[1:]:
+            setattr(torch, name, literal(make))
+        try:
+            yield
+        finally:
+            for owner, name, original in saved:
+                setattr(owner, name, original)
 
 
+_PATCHING = threading.RLock()
 _LITERALS = ("tensor", "as_tensor", "asarray")
 
 
