@@ -301,7 +301,7 @@ def _outside(s4: _Segment, s5: _Segment, depth: int, d1: int = SHALLOW[0],
     step = [p5[at + q] - p4[at - m + q] for q in range(m)]
     if any(p5[at + e * m + q] != p4[at - m + q] + (e + 1) * step[q] for e in range(n) for q in range(m)):
         return None
-    after = [(a, b) for a, b in zip(p4[at:], p5[at + extra:])]
+    after = list(zip(p4[at:], p5[at + extra:]))
     if any((b - a) % n for a, b in after):
         return None
     repeats = tuple(p4[at - m + q] + e * step[q] for e in range(1, depth - d1 + 1) for q in range(m))
@@ -449,12 +449,12 @@ class ShallowCopies:
             full = relabel(estimator._trace_meta(*DEPTH_CHECK), canonical_names(estimator._meta, self.stack))
             traces = self._traces(*DEPTH_CHECK)
             extended, why = self._extend(traces)
-            if (extended is None or trace_difference(extended, full) is not None) and \
-                    self._deeper_copy(full, traces[0]):
+            differs = why if extended is None else trace_difference(extended, full)
+            if differs is not None and self._deeper_copy(full, traces[0]):
                 extended, why = self._extended(*DEPTH_CHECK)
+                differs = why if extended is None else trace_difference(extended, full)
             if extended is None:
                 return None, why
-            differs = trace_difference(extended, full)
             if differs is not None:
                 return None, f"at {DEPTH_CHECK[0]}×{DEPTH_CHECK[1]} the extension differed from the model's own " \
                              f"trace ({differs})"
