@@ -117,6 +117,21 @@ def test_the_traces_function_swaps_act_for_the_tracing_thread_only_and_are_undon
     assert (F.linear, torch.tensor, torch.as_tensor, torch.asarray) == originals
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_resident_bytes_at_a_dtype_are_those_of_the_module_moved_to_it(dtype):
+    # Without a copy: a float module with an integer buffer (BatchNorm's step count) and tied weights, counted at
+    # ``dtype`` as Module.to(dtype) would leave it (integer tensors keep their size, tied ones count once).
+    from lstm_inspect.analyses.memory_step import optimizer_state_bytes, weights_bytes
+    from lstm_inspect.tracing import meta_copy
+
+    module = torch.nn.Sequential(torch.nn.Embedding(11, 6), torch.nn.BatchNorm1d(5), torch.nn.Linear(6, 11))
+    module[2].weight = module[0].weight
+    moved = meta_copy(module, dtype)
+    assert weights_bytes(module, dtype) == weights_bytes(moved)
+    assert optimizer_state_bytes(module, "adam", "train", dtype) == optimizer_state_bytes(moved, "adam", "train")
+    assert weights_bytes(module) == weights_bytes(meta_copy(module))
+
+
 def _logits_bytes(spec: ModelSpec, batch: int, seq: int) -> int:
     return batch * seq * spec.vocab_size * F32
 

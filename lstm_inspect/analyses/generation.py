@@ -96,14 +96,13 @@ def generation_memory(loaded: "LoadedModel", *, contexts: Sequence[int] = DEFAUL
     """
     from lstm_inspect.analyses.memory_report import DTYPES, check_choice
     from lstm_inspect.analyses.memory_step import torch_dtype, weights_bytes
-    from lstm_inspect.tracing import meta_copy
 
     dtype = check_choice(dtype, DTYPES, "dtype")
     if not contexts or not batch_sizes or min(contexts) < 1 or min(batch_sizes) < 1:
         raise InvalidInput("contexts and batch sizes need at least one value each, all >= 1",
                            fields=("contexts", "batch_sizes"))
     tdtype = torch_dtype(dtype)
-    weights = weights_bytes(meta_copy(loaded.module, tdtype))
+    weights = weights_bytes(loaded.module, tdtype)
     traced = [state_tensors(loaded, context, tdtype, with_output=True) for context in PROBE_CONTEXTS]
     probes = [p for p, _ in traced]
     step = traced[0][1]

@@ -110,10 +110,7 @@ def sweep_memory(
 
 def _resident(loaded: "LoadedModel", dtype: "torch.dtype", optimizer: str, mode: str) -> tuple[int, int]:
     """(weights, optimizer state) in bytes at ``dtype``: resident before the step, not in its increment."""
-    from lstm_inspect.tracing import meta_copy
-
-    at_dtype = meta_copy(loaded.module, dtype)
-    return weights_bytes(at_dtype), optimizer_state_bytes(at_dtype, optimizer, mode)
+    return weights_bytes(loaded.module, dtype), optimizer_state_bytes(loaded.module, optimizer, mode, dtype)
 
 
 def _grid_axes(batch_sizes: Sequence[int], seq_lens: Sequence[int],

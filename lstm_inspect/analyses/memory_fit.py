@@ -218,17 +218,18 @@ def _fit_piece(trace: Tracer, batches: tuple[int, int], fit_seqs: tuple[int, int
         return None
     terms, error = [], 0.0
     fitted: dict[tuple[int, ...], tuple[Fraction, Fraction, Fraction, Fraction]] = {}
+    at_check: dict[tuple[int, ...], Fraction] = {}      # each fitted column's value at the check
     for segment in columns:        # per segment: one column per point a peak can be at, or its peak alone
         # (a column seen before, in this segment or another, has the same law: layers of a stack repeat theirs)
-        laws = []
-        for column in dict.fromkeys(segment[:-1]):
+        distinct = dict.fromkeys(segment[:-1])
+        for column in distinct:
             if column not in fitted:
                 fitted[column] = _bilinear(dict(zip(fit_points, column)), (b1, b2), (t1, t2))
-            laws.append(fitted[column])
+                at_check[column] = _value(fitted[column], *check)
         got = segment[-1][0]
         # Every segment must follow its law, not only the largest: a small one may grow fastest.
-        error = max(error, float(abs(max(_value(law, *check) for law in laws) - got) / max(got, 1)))
-        terms += laws
+        error = max(error, float(abs(max(at_check[column] for column in distinct) - got) / max(got, 1)))
+        terms += [fitted[column] for column in distinct]
     if error > TOLERANCE:
         why.append(f"a segment missed its law by {error:.1%} at the check {at} (more than {TOLERANCE:.0%})")
         return None

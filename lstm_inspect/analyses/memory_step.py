@@ -28,21 +28,23 @@ def torch_dtype(name: str) -> "torch.dtype":
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[name]
 
 
-def weights_bytes(module: "nn.Module") -> int:
-    """Bytes of the unique parameters and buffers (tied tensors once), at their current dtype."""
+def weights_bytes(module: "nn.Module", dtype: "torch.dtype | None" = None) -> int:
+    """Bytes of the unique parameters and buffers (tied tensors once), at their current dtype or, given ``dtype``,
+    once the module is moved to it (no copy made)."""
     seen: set[int] = set()
     total = 0
     for t in list(module.parameters()) + list(module.buffers()):
         if id(t) in seen:
             continue
         seen.add(id(t))
-        total += t.numel() * t.element_size()
+        total += t.numel() * _element_size(t, dtype)
     return total
 
 
-def optimizer_state_bytes(module: "nn.Module", optimizer: str, mode: str) -> int:
+def optimizer_state_bytes(module: "nn.Module", optimizer: str, mode: str, dtype: "torch.dtype | None" = None) -> int:
     """Steady-state optimizer memory: Adam keeps exp_avg and exp_avg_sq (each like the parameter) and
-    a float32 step counter per parameter tensor; SGD without momentum keeps nothing."""
+    a float32 step counter per parameter tensor; SGD without momentum keeps nothing. ``dtype`` as in
+    :func:`weights_bytes`."""
     if mode != "train" or optimizer in ("none", "sgd"):
         return 0
     seen: set[int] = set()
@@ -51,8 +53,16 @@ def optimizer_state_bytes(module: "nn.Module", optimizer: str, mode: str) -> int
         if id(p) in seen or not p.requires_grad:
             continue
         seen.add(id(p))
-        total += 2 * p.numel() * p.element_size() + 4
+        total += 2 * p.numel() * _element_size(p, dtype) + 4
     return total
+
+
+def _element_size(t: "torch.Tensor", dtype: "torch.dtype | None") -> int:
+    """``t``'s element size once its module is moved to ``dtype``: ``Module.to(dtype)`` converts the floating-point
+    and complex tensors only."""
+    if dtype is None or not (t.is_floating_point() or t.is_complex()):
+        return t.element_size()
+    return dtype.itemsize
 
 
 #: The training loops ``memory --mode train`` can model (``--train-loop``).
