@@ -132,6 +132,18 @@ def test_resident_bytes_at_a_dtype_are_those_of_the_module_moved_to_it(dtype):
     assert weights_bytes(module) == weights_bytes(meta_copy(module))
 
 
+def test_the_meta_trace_skips_only_ops_that_cannot_make_a_storage():
+    # Views, in-place and out= ops hand back an input's storage (their schema says so); set_ may install a
+    # storage made outside any op, and functional ops make new ones.
+    from lstm_inspect.analyses.memory_estimate import _aliases_only
+
+    aten = torch.ops.aten
+    assert all(_aliases_only(f) for f in (aten.view.default, aten.add_.Tensor, aten.add.out, aten.split.Tensor,
+                                          aten.copy_.default, aten.transpose.int))
+    assert not any(_aliases_only(f) for f in (aten.add.Tensor, aten.empty.memory_format, aten.set_.source_Storage,
+                                              aten._unsafe_view.default, aten.clone.default))
+
+
 def _logits_bytes(spec: ModelSpec, batch: int, seq: int) -> int:
     return batch * seq * spec.vocab_size * F32
 

@@ -82,6 +82,8 @@ def _tracker_class():
                 if not isinstance(out, _Tensor):    # one output aliases no other
                     out = _separate_outputs(func, out)
             self.ops += 1
+            if self.memo is not None and _aliases_only(func):
+                return out      # on meta: a view or in-place op hands back an input's storage, nothing is new
             transient = transient_bytes(func, args) + memory_cudnn.transient_bytes(func, args) if rnn else 0
             flat_out = [out] if isinstance(out, _Tensor) else _tensors((out,))
             if not flat_out:
@@ -227,6 +229,17 @@ def _storage_key(t: "torch.Tensor") -> int | None:
 def _modelled_kernel(func: Any) -> bool:
     """Whether ``func`` is a recurrent kernel whose memory the tracker models (oneDNN's LSTM layer, cuDNN's RNN)."""
     return memory_cudnn.is_rnn_op(func) or mkldnn_layer(func) is not None
+
+
+@functools.cache
+def _aliases_only(func: Any) -> bool:
+    """Whether every output of ``func`` is one of its inputs or a view of one (its schema annotates each return
+    with an alias: views, in-place and ``out=`` ops), so that it never makes a storage; not an op given a storage
+    (``set_``, which may hand the tensor a storage made outside any op). Used on the meta route only: on fake
+    tensors, ``aten.lift_fresh`` (an alias by its schema) turns a real literal into a fake one."""
+    schema = getattr(func, "_schema", None)
+    return (schema is not None and bool(schema.returns) and all(r.alias_info is not None for r in schema.returns)
+            and not any("Storage" in str(a.type) for a in schema.arguments))
 
 
 _TRACKER = None
