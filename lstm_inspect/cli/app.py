@@ -190,7 +190,11 @@ def entry() -> None:
     Python's teardown after a command that imported torch and transformers (finalising thousands of modules
     and their objects) took about 1 s, a quarter of ``flops --model hf:gpt2``. Every command has written and
     closed what it writes by the time it returns, so after flushing the standard streams the process exits with
-    ``os._exit`` and the same status. Not under coverage (its data is saved at exit)."""
+    ``os._exit`` and the same status. Not under coverage (its data is saved at exit). The cyclic garbage collector
+    waits until the model is loaded (:mod:`~lstm_inspect.cli.startup`)."""
+    from lstm_inspect.cli.startup import defer_collection
+
+    defer_collection()
     try:
         main()
         code: Any = 0

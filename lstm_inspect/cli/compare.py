@@ -43,6 +43,7 @@ def compare(
     hyperparameters and layers removed entirely (original = the first model)."""
     from lstm_inspect.analyses.compare import compare_models
     from lstm_inspect.render.compare import compare_json, compare_rich
+    from lstm_inspect.cli.startup import model_loaded
     from lstm_inspect.sources import resolve_source
 
     if len(sources) < 2:
@@ -60,6 +61,7 @@ def compare(
         names = [f"{n} ({chr(ord('A') + i)})" if names.count(n) > 1 else n for i, n in enumerate(names)]
     models = [resolve_source(s, trust_pickle=trust_pickle, origin=f"compare's model {i + 1} ({s})")
               for i, s in enumerate(sources)]
+    model_loaded()
     report = compare_models(models, names, batch=batch, seq=seq)
     emit(report, as_json=json_output, to_json=compare_json, to_rich=lambda r: compare_rich(r, verbose=verbose, chart=chart),
          output=output, width=output_width(ctx))

@@ -69,14 +69,19 @@ class ModelOptions:
         With ``--model SOURCE`` the source decides; the model flags given beside it are passed to it as
         overrides (see :func:`lstm_inspect.sources.resolve_source`).
         """
+        from lstm_inspect.cli.startup import model_loaded
+
         if self.model is not None:
             from lstm_inspect.sources import resolve_source
 
-            return resolve_source(self.model, overrides=self.changed_fields(), trust_pickle=self.trust_pickle,
-                                  origin="--model")
-        from lstm_inspect.source import load_builtin
+            loaded = resolve_source(self.model, overrides=self.changed_fields(), trust_pickle=self.trust_pickle,
+                                    origin="--model")
+        else:
+            from lstm_inspect.source import load_builtin
 
-        return load_builtin(self.spec(), vocab_from=self.tokenizer)
+            loaded = load_builtin(self.spec(), vocab_from=self.tokenizer)
+        model_loaded()
+        return loaded
 
     def changed_fields(self) -> dict[str, Any]:
         """The spec fields the user set, a flag given with its default value included."""
