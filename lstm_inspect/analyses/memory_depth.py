@@ -173,7 +173,7 @@ def extend(low: Trace, high: Trace, depth: int, depths: tuple[int, int] = SHALLO
         return None, "the copies' layers do not run in the same order"
     out = _Extended()
     i_low, extra_ops = 0, 0
-    in_high = len([k for k in exceptional if HEAD <= k < d2 - TAIL])
+    in_high = _repeated(exceptional, d2)
     if exceptional & {HEAD, HEAD + 1} or (exceptional and not in_high):
         return None, "the layers that run more ops are not where the copies can stand for them"
     for i, (key, run_high) in enumerate(runs_high):
@@ -224,10 +224,14 @@ def extend(low: Trace, high: Trace, depth: int, depths: tuple[int, int] = SHALLO
     per_layer, rest = divmod(high.ops - low.ops - extra_ops * in_high, n)
     if rest:
         return None, "the copies' op counts are not affine in the depth"
-    in_model = len([k for k in exceptional if HEAD <= k < depth - TAIL])
-    ops = low.ops + per_layer * (depth - d1) + extra_ops * in_model
+    ops = low.ops + per_layer * (depth - d1) + extra_ops * _repeated(exceptional, depth)
     return Trace(max((p for _, p in out.segments), default=0), ops, tuple(out.segments), tuple(out.profiles),
                  tuple(out.names)), ""
+
+
+def _repeated(layers: frozenset[int], depth: int) -> int:
+    """How many of ``layers`` are repeated layers of a stack ``depth`` deep."""
+    return len([k for k in layers if HEAD <= k < depth - TAIL])
 
 
 class _Layer:

@@ -94,14 +94,9 @@ def _tracker_class():
             if self.memo is not None and self.memo.rebuilt and not rnn:
                 # outputs the memo built just now: plain meta tensors with new storages, none of them an input's or
                 # one seen before (:meth:`_adopt` without its lookups, the one path most ops of a meta trace take)
-                sizes, refs, released = self._sizes, self._refs, self._released_once
                 for tensor in flat_out:
                     storage = tensor.untyped_storage()
-                    key, size = storage._cdata, storage.nbytes()
-                    sizes[key] = size
-                    self.live += size
-                    ref = weakref.ref(storage, released)
-                    refs[id(ref)] = (ref, key)
+                    self._track(storage, storage._cdata, storage.nbytes())
             else:
                 # Views and in-place ops hand back an input's storage: no new memory.
                 inputs = {_storage_key(t) for t in _tensors(args)}
@@ -132,18 +127,21 @@ def _tracker_class():
             key = storage._cdata
             if key in inputs or key in self._sizes:
                 return
-            size = max(int(storage.nbytes()), workspace)
+            self._track(storage, key, max(int(storage.nbytes()), workspace))
+
+        def _track(self, storage: Any, key: int, size: int) -> None:
+            """Count a new storage's ``size`` bytes until it is freed. Its Python object is preserved while the
+            storage lives (held by a tensor or by autograd's saved tensors), so the weak reference's callback runs
+            when the memory would be freed."""
             self._sizes[key] = size
             self.live += size
-            # The storage's Python object is preserved while the storage lives (held by a tensor or by
-            # autograd's saved tensors), so the weak reference's callback runs when the memory would be freed.
             ref = weakref.ref(storage, self._released_once)
             self._refs[id(ref)] = (ref, key)
 
         def _released(self, ref: Any) -> None:
             entry = self._refs.pop(id(ref), None)
             if entry is not None:
-                self._release(entry[1])
+                self.live -= self._sizes.pop(entry[1], 0)
 
         def _note(self, func: Any, total: int) -> None:
             self._profile.append(total)
@@ -151,11 +149,6 @@ def _tracker_class():
             if total > self._segment_peak:
                 self._segment_peak = total
                 self.peak = max(self.peak, total)
-
-        def _release(self, key: int) -> None:
-            size = self._sizes.pop(key, None)
-            if size is not None:
-                self.live -= size
 
     return LiveStorageTracker
 

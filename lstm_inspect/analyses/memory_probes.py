@@ -105,23 +105,17 @@ class Estimator(contextlib.AbstractContextManager):
         compared too, and no cell pays for a fake-tensor trace of its own."""
         from lstm_inspect.analyses.memory_estimate import trace_difference
 
-        batch, seq = ROUTE_CHECK
         self.route = "fake"
         try:
-            fake = self._trace_fake(batch, seq)
+            fake = self._trace_fake(*ROUTE_CHECK)
         except Exception:  # noqa: BLE001 - the cells will report the failure themselves
             return
         why: str | None
         try:
-            meta = self._trace_meta(batch, seq)
+            why = trace_difference(fake, self._trace_meta(*ROUTE_CHECK), ops=False, labels=False)
         except Exception as exc:  # noqa: BLE001 - a forward that needs real data or a CPU device
             why = f"the meta trace failed: {first_line(exc)}"
-        else:
-            why = trace_difference(fake, meta, ops=False, labels=False)
-        if why is None:
-            self.route, self.notes = META_ROUTE, (META_SAME.format(batch=batch, seq=seq),)
-        else:
-            self.notes = (META_DIFFERS.format(batch=batch, seq=seq, why=why),)
+        self._settle_route(why)
 
     def _take_the_copies_route(self, shallow: "ShallowCopies") -> None:
         """The meta route, chosen on the shallow copies (their warm-up traced on meta and on fake tensors gave the
@@ -145,17 +139,20 @@ class Estimator(contextlib.AbstractContextManager):
         meta, self._meta_warm_up = self._meta_warm_up, None
         if meta is None:
             return
-        batch, seq = ROUTE_CHECK
         why: str | None
         try:
-            why = trace_difference(self._trace_fake(batch, seq), meta, ops=False, labels=False)
+            why = trace_difference(self._trace_fake(*ROUTE_CHECK), meta, ops=False, labels=False)
         except Exception as exc:  # noqa: BLE001 - the cells will report the failure themselves
             why = f"the fake-tensor trace failed: {first_line(exc)}"
-        if why is None:
-            self.notes = (*self.notes, META_SAME.format(batch=batch, seq=seq))
-        else:
-            self.route = "fake"
-            self.notes = (*self.notes, META_DIFFERS.format(batch=batch, seq=seq, why=why))
+        self._settle_route(why)
+
+    def _settle_route(self, why: str | None) -> None:
+        """The meta route where the warm-up's fake-tensor and meta traces agreed (``why`` None), else fake; a note
+        says which, and why not."""
+        batch, seq = ROUTE_CHECK
+        self.route = META_ROUTE if why is None else "fake"
+        self.notes = (*self.notes, META_SAME.format(batch=batch, seq=seq) if why is None
+                      else META_DIFFERS.format(batch=batch, seq=seq, why=why))
 
     def _warm_up(self, step: Any, module: "torch.nn.Module", mode: Any, device: str) -> None:
         """:func:`warm_up` of one traced copy: transformers' RWKV rescales its weights in place on its first
