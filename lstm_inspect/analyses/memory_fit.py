@@ -16,8 +16,8 @@ attention scores, a segment that appears only at some sizes), the law is not use
 lengths where it holds (checked there, at cells of the grid); the lengths past it get a law of their own where
 there are three of them or more and it holds there, and their cells are traced otherwise (xLSTM's 64, 128 and
 256: its op count is not affine in the number of chunks). That far check is made once, for the group of larger
-batches (most of the grid); batch 1's own piece is checked at :data:`NEAR_CHECK` steps (the far check costs about as much as every fit trace together, per step
-the same at any batch).
+batches (most of the grid); batch 1's own piece is checked at :data:`NEAR_CHECK` steps (the far check costs about
+as much as every fit trace together, per step the same at any batch).
 """
 
 from __future__ import annotations
